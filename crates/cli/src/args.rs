@@ -1,0 +1,128 @@
+//! The command line's shape, as clap derives it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use server::config::Settings;
+
+use crate::Failure;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Warden: a self-hosted, secure cloud for connected home appliances"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command that touches Warden's data understands.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The configuration file (TOML). Settings are documented in docs/configuration.md.
+    #[arg(long, global = true, env = "WARDEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory (overrides the `data_dir` setting).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// The validated settings: file, environment, then these flags and `extra` ones.
+    pub fn load(&self, extra: &[(&'static str, String)]) -> Result<Settings, Failure> {
+        let mut flags: Vec<(&str, String)> = extra.to_vec();
+        if let Some(dir) = &self.data_dir {
+            flags.push(("data_dir", dir.display().to_string()));
+        }
+        server::config::load(self.config.as_deref(), &flags)
+            .map_err(|error| Failure::Input(error.into()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run Warden: every part in this process, with TLS, the database and the HTTP API.
+    Serve(ServeArgs),
+    /// Check a configuration file, or print the configuration reference.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Administer a Warden's data; works beside a running server.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS listener, IP:PORT (port 0 picks a free one); overrides `http.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address of a plain-HTTP listener that redirects to HTTPS; overrides `http.redirect_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub redirect_listen: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        let mut flags = Vec::new();
+        if let Some(listen) = &self.listen {
+            flags.push(("http.listen", listen.clone()));
+        }
+        if let Some(redirect) = &self.redirect_listen {
+            flags.push(("http.redirect_listen", redirect.clone()));
+        }
+        flags
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE together with the WARDEN_* environment, as `serve` would, without starting.
+    Check { file: PathBuf },
+    /// Print the configuration reference (Markdown), generated from the code.
+    Reference,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// The database: schema status, integrity check, migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Show the backend, the schema version and the number of accounts.
+    Status,
+    /// Check the database's integrity; exits 1 when it finds a problem.
+    Check,
+    /// Bring the schema up to date (`serve` does this at start too).
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Import accounts from a JSON-lines file ({"email", "password_hash" (bcrypt or Argon2id),
+    /// "role"}). Every line is checked first; a file with a bad line imports nothing. Accounts
+    /// whose e-mail exists already are skipped, so an interrupted import can simply be run again.
+    Import {
+        file: PathBuf,
+        /// Accounts written per transaction; each committed batch is reported.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch_size: u32,
+    },
+    /// List accounts.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an account's role (customer, technician, admin).
+    SetRole { email: String, role: String },
+}

@@ -1,0 +1,75 @@
+//! `warden`: the one command-line program. Parses the command line and hands over to the library
+//! crates; everything it does is reachable from `server`, `store` and `accounts`.
+
+mod admin;
+mod args;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, ConfigCommand};
+
+/// How the process ends, so scripts can tell a usage mistake from a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad configuration or input: exit code 2, like a usage error.
+    #[error("{0:#}")]
+    Input(anyhow::Error),
+    /// Anything else that went wrong: exit code 1.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            match failure {
+                Failure::Input(_) => ExitCode::from(2),
+                Failure::Failed(_) => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(serve) => {
+            let settings = cli.global.load(&serve.flags())?;
+            server::init_logging(&settings)?;
+            server::run_until_signal(&settings).await?;
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let settings =
+                server::config::load(Some(&file), &[]).map_err(|e| Failure::Input(e.into()))?;
+            println!(
+                "{}: ok (database {}, https on {}, data in {})",
+                file.display(),
+                settings.database,
+                settings.https_listen,
+                settings.data_dir.display()
+            );
+        }
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", server::config::reference_markdown())
+        }
+        Command::Admin(command) => {
+            let settings = cli.global.load(&[])?;
+            admin::run(command, &settings).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The one error type of the HTTP API and its single mapping to HTTP.
+//!
+//! Every error response, whether a handler returned an [`ApiError`] or a layer refused the request
+//! (timeout, body too large, unknown route), leaves Warden in one JSON shape:
+//!
+//! ```json
+//! {"error": {"code": "not_found", "message": "no such resource", "request_id": "0191…"}}
+//! ```
+//!
+//! `code` is stable and meant for programs; `message` is for people and never carries internal
+//! details, which go to the log under the same request id.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use store::StoreError;
+
+/// An error a handler returns; it becomes the response described in the module docs.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such resource")]
+    NotFound,
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{what} is not available right now; try again shortly")]
+    Unavailable { what: &'static str },
+    #[error("something went wrong on our side; the request id identifies it in the log")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Every `code` the API can answer with, and what it means; the API documentation lists these.
+pub const ERROR_CODES: &[(&str, u16, &str)] = &[
+    (
+        "bad_request",
+        400,
+        "the request is malformed; the message says what to change",
+    ),
+    (
+        "not_found",
+        404,
+        "no such resource, or the caller may not know it exists",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "the resource exists but not with this method",
+    ),
+    (
+        "request_timeout",
+        408,
+        "the request took longer than the server allows",
+    ),
+    (
+        "payload_too_large",
+        413,
+        "the body is larger than the server accepts",
+    ),
+    (
+        "internal",
+        500,
+        "a fault on the server's side, logged under the request id",
+    ),
+    (
+        "unavailable",
+        503,
+        "a dependency (such as the database) is unreachable; retry later",
+    ),
+];
+
+/// The error's code and message, carried on the response until the telemetry layer, which knows
+/// the request id, writes the body.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(source) => tracing::error!(error = %source, "request failed"),
+            ApiError::Unavailable { what } => tracing::warn!(what, "dependency unavailable"),
+            _ => {}
+        }
+        let (status, code) = self.status_and_code();
+        let mut response = status.into_response();
+        response.extensions_mut().insert(ErrorBody {
+            code,
+            message: self.to_string(),
+        });
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "database unavailable");
+            ApiError::Unavailable {
+                what: "the database",
+            }
+        } else {
+            ApiError::Internal(Box::new(error))
+        }
+    }
+}
+
+/// For responses that carry an error status but were made by a layer rather than a handler.
+pub(crate) fn body_for_status(status: StatusCode) -> ErrorBody {
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed here"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("unavailable", "the service is unavailable; retry later")
+        }
+        status if status.is_client_error() => ("bad_request", "the request was refused"),
+        _ => ("internal", "something went wrong on our side"),
+    };
+    ErrorBody {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,60 @@
+//! Warden's HTTP API as an axum router: the routes, the one mapping from errors to HTTP, and the
+//! layers every response passes through (request ids, logs, metrics, security headers).
+//!
+//! The router is built from an [`ApiContext`] handed in by the composition root; this crate opens no
+//! sockets and reads no files.
+
+mod error;
+mod health;
+mod layers;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use store::Store;
+
+pub use error::{ApiError, ERROR_CODES};
+pub use layers::{REQUEST_ID_HEADER, RequestId};
+pub use metrics::HttpMetrics;
+
+/// Everything the handlers need, built once at start.
+#[derive(Clone, Debug)]
+pub struct ApiContext {
+    pub store: Store,
+    pub metrics: Arc<HttpMetrics>,
+    /// The registry `/metrics` renders; every part registers its metrics in it before start.
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+}
+
+/// Bounds on what one request may cost.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// The whole HTTP API, with every layer applied. Unknown paths answer 404 in the API's error shape.
+pub fn router(context: ApiContext) -> Router {
+    let limits = context.limits;
+    let metrics = context.metrics.clone();
+    Router::new()
+        .route("/healthz", get(health::alive))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(context)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(layers::timeout(limits.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            layers::telemetry,
+        ))
+        .layer(axum::middleware::from_fn(layers::security_headers))
+}

@@ -1,0 +1,17 @@
+//! Warden's shared vocabulary: typed identifiers, validated values and the clock.
+//!
+//! Everything here is parsed once at the edge of the system (HTTP, MQTT, files, the command line)
+//! and trusted afterwards, so the inside never checks the same thing twice. Nothing in this crate
+//! does IO.
+
+mod clock;
+mod email;
+mod password_hash;
+mod role;
+mod user_id;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use email::{Email, EmailError};
+pub use password_hash::{HashScheme, PasswordHash, PasswordHashError};
+pub use role::{Role, RoleError};
+pub use user_id::{UserId, UserIdError};

@@ -1,0 +1,251 @@
+//! Warden's composition root: turns [`config::Settings`] into a running Warden.
+//!
+//! This is the one crate that reads files and the environment, binds sockets and spawns the tasks
+//! that serve them. [`start`] brings every part up and returns a [`RunningWarden`] that knows its
+//! bound addresses and shuts down on request; [`run_until_signal`] is what `warden serve` calls.
+
+pub mod config;
+mod listen;
+mod telemetry;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use http_api::{ApiContext, HttpMetrics, Limits};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::tls::TlsFiles;
+
+pub use telemetry::init_logging;
+
+/// The file in the data directory that names every bound address, for scripts and tests.
+pub const ADDRESSES_FILE: &str = "addresses.json";
+
+/// The addresses Warden actually listens on (port 0 in the settings becomes a real port here).
+#[derive(Clone, Debug)]
+pub struct Addresses {
+    pub https: SocketAddr,
+    pub http_redirect: Option<SocketAddr>,
+}
+
+/// A Warden whose listeners are up. Dropping it does not stop it; call [`RunningWarden::shutdown`].
+#[derive(Debug)]
+pub struct RunningWarden {
+    pub addresses: Addresses,
+    pub store: Store,
+    pub tls_files: TlsFiles,
+    /// The URL a person opens: `https://HOSTNAME:PORT/`.
+    pub base_url: String,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningWarden {
+    /// Stops accepting connections, lets requests in flight finish within the grace period, and
+    /// closes the database.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.store.close().await;
+    }
+}
+
+/// Brings every part of Warden up: data directory, TLS material, database (with migrations),
+/// HTTP listeners.
+pub async fn start(settings: &Settings) -> anyhow::Result<RunningWarden> {
+    let data_dir = &settings.data_dir;
+    fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict the data directory {}", data_dir.display()))?;
+
+    let tls_files = TlsFiles::in_data_dir(data_dir);
+    let tls = tls::server_config(&settings.tls, &tls_files)?;
+
+    let store = open_store(settings).await?;
+
+    let mut registry = Registry::with_prefix("warden");
+    register_build_info(&mut registry);
+    let metrics = Arc::new(HttpMetrics::register(&mut registry));
+    let router = http_api::router(ApiContext {
+        store: store.clone(),
+        metrics,
+        registry: Arc::new(registry),
+        limits: Limits {
+            max_body_bytes: settings.max_body_bytes,
+            request_timeout: settings.request_timeout,
+        },
+    });
+
+    let https_listener = bind(settings.https_listen, "http.listen").await?;
+    let https = https_listener.local_addr()?;
+    let redirect_listener = match settings.redirect_listen {
+        Some(address) => Some(bind(address, "http.redirect_listen").await?),
+        None => None,
+    };
+    let http_redirect = redirect_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let addresses = Addresses {
+        https,
+        http_redirect,
+    };
+    let base_url = format!(
+        "https://{}/",
+        authority(settings.tls.primary_hostname(), https.port())
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(listen::serve_https(
+        https_listener,
+        tls,
+        router,
+        shutdown.clone(),
+        settings.shutdown_grace,
+    ));
+    if let Some(listener) = redirect_listener {
+        let https_base = base_url.trim_end_matches('/').to_owned();
+        tasks.spawn(listen::serve_redirect(
+            listener,
+            https_base,
+            shutdown.clone(),
+            settings.shutdown_grace,
+        ));
+    }
+    write_addresses(data_dir, &addresses)?;
+    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, "Warden is listening");
+    Ok(RunningWarden {
+        addresses,
+        store,
+        tls_files,
+        base_url,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: settings.database_max_connections,
+        acquire_timeout: settings.database_acquire_timeout,
+    };
+    Store::open(&settings.database, &options)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database))
+}
+
+/// Opens the configured database without migrating it, for admin commands that only look.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: 2,
+        acquire_timeout: settings.database_acquire_timeout,
+    };
+    Store::connect(&settings.database, &options)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database))
+}
+
+/// Starts Warden, prints where to find it, and runs until SIGINT or SIGTERM.
+pub async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
+    let warden = start(settings).await?;
+    println!("{}", banner(settings, &warden));
+    wait_for_signal().await?;
+    tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
+    warden.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn banner(settings: &Settings, warden: &RunningWarden) -> String {
+    let mut lines = vec![
+        "Warden is running.".to_owned(),
+        format!("  Open:            {}", warden.base_url),
+        format!("  Health:          {}healthz", warden.base_url),
+        format!("  Metrics:         {}metrics", warden.base_url),
+        format!("  Listening on:    https {}", warden.addresses.https),
+    ];
+    if let Some(redirect) = warden.addresses.http_redirect {
+        lines.push(format!(
+            "                   http  {redirect} (redirects to https)"
+        ));
+    }
+    lines.push(format!(
+        "  Data directory:  {}",
+        settings.data_dir.display()
+    ));
+    if settings.tls.provided.is_none() {
+        lines.push(format!(
+            "  Trust this CA to avoid certificate warnings: {}",
+            warden.tls_files.ca_cert.display()
+        ));
+    }
+    lines.push("Press Ctrl-C to stop.".to_owned());
+    lines.join("\n")
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+async fn bind(address: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!("cannot listen on {address} (setting {setting}); is another program using it?")
+    })
+}
+
+/// `host:port`, with IPv6 literals in brackets.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow::Result<PathBuf> {
+    let mut map = BTreeMap::new();
+    map.insert("https", addresses.https.to_string());
+    if let Some(redirect) = addresses.http_redirect {
+        map.insert("http_redirect", redirect.to_string());
+    }
+    let path = data_dir.join(ADDRESSES_FILE);
+    tls::write_atomically(&path, &serde_json::to_string_pretty(&map)?, 0o644)?;
+    Ok(path)
+}
+
+fn register_build_info(registry: &mut Registry) {
+    let info = Family::<Vec<(String, String)>, Gauge>::default();
+    info.get_or_create(&vec![(
+        "version".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    )])
+    .set(1);
+    registry.register(
+        "build_info",
+        "Warden's version; the value is always 1",
+        info,
+    );
+}
