@@ -79,7 +79,7 @@ async fn users(command: UsersCommand, store: &Store) -> Result<(), Failure> {
         UsersCommand::List { json } => {
             let mut after: Option<Email> = None;
             if !json {
-                println!("{:<40} {:<11} {}", "EMAIL", "ROLE", "ID");
+                println!("{:<40} {:<11} ID", "EMAIL", "ROLE");
             }
             loop {
                 let page = store

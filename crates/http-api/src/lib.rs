@@ -17,6 +17,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use store::Store;
+use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::{ApiError, ERROR_CODES};
 pub use layers::{REQUEST_ID_HEADER, RequestId};
@@ -51,6 +52,8 @@ pub fn router(context: ApiContext) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Refuses a declared oversize body before routing; the line above bounds streamed ones.
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(layers::timeout(limits.request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             metrics,

@@ -4,7 +4,7 @@
 //! same schema and must refuse a schema newer than it knows with a message an operator can act on,
 //! so the few lines that apply migrations are written here.
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, Executor};
 
 use crate::{Backend, Store, StoreError};
 
@@ -36,60 +36,90 @@ pub struct MigrationReport {
 }
 
 impl Store {
-    /// Applies every migration the database lacks, each in its own transaction.
+    /// Applies every migration the database lacks, all in one transaction.
     ///
-    /// Several processes may start at once against one database: each migration first takes the
-    /// lock row, then re-reads the version, so a migration runs exactly once.
+    /// Several processes may start at once against one database. The transaction first takes
+    /// the database's write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock, which
+    /// also covers creating the bookkeeping table), then reads the version, so each migration runs
+    /// exactly once and a failed one leaves the schema as it was.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let pool = &self.pool;
-        let bookkeeping = match self.backend {
-            Backend::Sqlite => {
-                "CREATE TABLE IF NOT EXISTS warden_schema (\
-                    version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT"
-            }
-            Backend::Postgres => {
-                "CREATE TABLE IF NOT EXISTS warden_schema (\
-                    version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-            }
+        let mut connection = self.pool.acquire().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         };
-        sqlx::raw_sql(bookkeeping).execute(pool).await?;
-        // Version 0 is the lock row every migration updates first; it never counts as a migration.
-        sqlx::query(
-            "INSERT INTO warden_schema (version, name, applied_at) VALUES (0, 'lock', 0) \
-             ON CONFLICT (version) DO NOTHING",
-        )
-        .execute(pool)
-        .await?;
-
-        let from_version = self.schema_version().await?;
-        check_not_newer(from_version)?;
-        for migration in MIGRATIONS.iter().filter(|m| m.version > from_version) {
-            apply(pool, self.backend, migration).await?;
+        connection.execute(begin).await?;
+        let outcome = migrate_locked(&mut connection, self.backend).await;
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(error) = connection.execute(end).await {
+            // A connection in an unknown transaction state must not go back to the pool.
+            drop(connection.detach());
+            return Err(outcome.err().unwrap_or(StoreError::Database(error)));
         }
-        Ok(MigrationReport {
-            from_version,
-            to_version: self.schema_version().await?,
-        })
+        outcome
     }
 
     /// The version of the newest migration applied, 0 for an empty database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        let exists = match self.backend {
-            Backend::Sqlite => {
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'warden_schema'"
-            }
-            Backend::Postgres => "SELECT count(*) FROM pg_tables WHERE tablename = 'warden_schema'",
-        };
-        let (tables,): (i64,) = sqlx::query_as(exists).fetch_one(&self.pool).await?;
-        if tables == 0 {
-            return Ok(0);
-        }
-        let (version,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM warden_schema")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(version)
+        let mut connection = self.pool.acquire().await?;
+        read_version(&mut connection, self.backend).await
     }
+}
+
+/// Warden's key for PostgreSQL's advisory lock around migrations ("WARDEN" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x5741_5244_454e;
+
+async fn migrate_locked(
+    connection: &mut AnyConnection,
+    backend: Backend,
+) -> Result<MigrationReport, StoreError> {
+    let bookkeeping = match backend {
+        Backend::Sqlite => {
+            "CREATE TABLE IF NOT EXISTS warden_schema (\
+                version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT"
+        }
+        Backend::Postgres => {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *connection)
+                .await?;
+            "CREATE TABLE IF NOT EXISTS warden_schema (\
+                version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        }
+    };
+    connection.execute(sqlx::raw_sql(bookkeeping)).await?;
+    let from_version = read_version(connection, backend).await?;
+    check_not_newer(from_version)?;
+    let mut to_version = from_version;
+    for migration in MIGRATIONS.iter().filter(|m| m.version > from_version) {
+        apply(connection, backend, migration).await?;
+        to_version = migration.version;
+    }
+    Ok(MigrationReport {
+        from_version,
+        to_version,
+    })
+}
+
+async fn read_version(connection: &mut AnyConnection, backend: Backend) -> Result<i64, StoreError> {
+    let exists = match backend {
+        Backend::Sqlite => {
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'warden_schema'"
+        }
+        Backend::Postgres => "SELECT count(*) FROM pg_tables WHERE tablename = 'warden_schema'",
+    };
+    let (tables,): (i64,) = sqlx::query_as(exists).fetch_one(&mut *connection).await?;
+    if tables == 0 {
+        return Ok(0);
+    }
+    let (version,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM warden_schema")
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(version)
 }
 
 fn check_not_newer(found: i64) -> Result<(), StoreError> {
@@ -102,39 +132,32 @@ fn check_not_newer(found: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn apply(pool: &AnyPool, backend: Backend, migration: &Migration) -> Result<(), StoreError> {
+async fn apply(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    migration: &Migration,
+) -> Result<(), StoreError> {
     let failed = |source| StoreError::Migration {
         version: migration.version,
         name: migration.name,
         source,
     };
-    let mut tx = pool.begin().await.map_err(failed)?;
-    // Taking the row lock first serialises concurrent migrators on both backends.
-    sqlx::query("UPDATE warden_schema SET applied_at = applied_at WHERE version = 0")
-        .execute(&mut *tx)
-        .await
-        .map_err(failed)?;
-    let (current,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM warden_schema")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(failed)?;
-    if current >= migration.version {
-        return Ok(());
-    }
     let sql = match backend {
         Backend::Sqlite => migration.sqlite,
         Backend::Postgres => migration.postgres,
     };
-    sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+    connection
+        .execute(sqlx::raw_sql(sql))
+        .await
+        .map_err(failed)?;
     let applied_at = model::Timestamp::from_system_time(std::time::SystemTime::now());
     sqlx::query("INSERT INTO warden_schema (version, name, applied_at) VALUES ($1, $2, $3)")
         .bind(migration.version)
         .bind(migration.name)
         .bind(applied_at.unix_millis())
-        .execute(&mut *tx)
+        .execute(&mut *connection)
         .await
         .map_err(failed)?;
-    tx.commit().await.map_err(failed)?;
     tracing::info!(
         version = migration.version,
         name = migration.name,

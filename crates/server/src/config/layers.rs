@@ -319,7 +319,9 @@ mod tests {
 
     #[test]
     fn every_kind_of_mistake_names_the_setting_and_its_source() {
-        let cases: &[(Option<&str>, &[(&str, &str)], &[&str])] = &[
+        // (file content, environment, fragments the message must contain)
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 Some("[http]\nlisen = \"127.0.0.1:1\"\n"),
                 &[],

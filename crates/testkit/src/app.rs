@@ -1,0 +1,83 @@
+//! A Warden running inside the test process, with an HTTPS client that trusts its CA.
+
+use std::time::Duration;
+
+use server::RunningWarden;
+use server::config::{Config, Settings};
+use store::DatabaseUrl;
+use tempfile::TempDir;
+
+/// A running Warden on a free port, with its own data directory that is removed afterwards.
+#[derive(Debug)]
+pub struct TestApp {
+    pub warden: RunningWarden,
+    /// An HTTPS client that trusts the Warden's CA and reaches it as `localhost`.
+    pub client: reqwest::Client,
+    /// `https://localhost:PORT`, without a trailing slash.
+    pub base_url: String,
+    pub settings: Settings,
+    pub data_dir: TempDir,
+}
+
+impl TestApp {
+    /// Warden with the embedded defaults (SQLite), as `warden serve` runs it.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Warden with changed settings, for example a PostgreSQL database.
+    pub async fn spawn_with(change: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.http.listen = "127.0.0.1:0".into();
+        config.http.shutdown_grace_seconds = 2;
+        change(&mut config);
+        let settings = config
+            .validate()
+            .unwrap_or_else(|e| panic!("test settings invalid: {e:?}"));
+        let warden = server::start(&settings).await.unwrap();
+        let ca = std::fs::read(&warden.tls_files.ca_cert).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .resolve("localhost", warden.addresses.https)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let base_url = format!("https://localhost:{}", warden.addresses.https.port());
+        Self {
+            warden,
+            client,
+            base_url,
+            settings,
+            data_dir,
+        }
+    }
+
+    /// A Warden on the given database URL.
+    pub async fn spawn_on(database: &DatabaseUrl) -> Self {
+        let url = match database {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => url.clone(),
+        };
+        Self::spawn_with(|config| {
+            config.database.url = url;
+            config.database.acquire_timeout_seconds = 2;
+        })
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.warden.shutdown().await;
+    }
+}

@@ -1,0 +1,165 @@
+//! The `warden` program's start: configuration mistakes stop it with a clear message, good
+//! configuration brings it up on the addresses it reports, and signals stop it cleanly.
+
+use std::process::Output;
+use std::time::Duration;
+
+use testkit::{WardenProcess, warden_command};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = warden_command(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_config(dir: &std::path::Path, content: &str) -> String {
+    let path = dir.join("warden.toml");
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_unknown_key_stops_the_start_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n",
+    );
+    let data = dir.path().join("data");
+    let output = run(
+        &[
+            "serve",
+            "--config",
+            &config,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("unknown field `listen_adress`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("warden.toml") && message.contains("line 3"),
+        "{message}"
+    );
+    assert!(
+        !data.exists(),
+        "nothing may be created when the configuration is refused"
+    );
+}
+
+#[test]
+fn a_malformed_value_stops_the_start_naming_the_setting_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[http]\nlisten = \"localhost:https\"\n");
+    let output = run(&["serve", "--config", &config], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("invalid setting `http.listen`"),
+        "{message}"
+    );
+    assert!(message.contains("write IP:PORT"), "{message}");
+
+    let output = run(&["serve"], &[("WARDEN_DATABASE_MAX_CONNECTIONS", "many")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("WARDEN_DATABASE_MAX_CONNECTIONS"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(&["serve"], &[("WARDEN_DATABSE_URL", "sqlite://x.db")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown environment variable WARDEN_DATABSE_URL"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn config_check_accepts_a_good_file_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(
+        dir.path(),
+        "data_dir = \"/var/lib/warden\"\n[log]\nformat = \"json\"\n",
+    );
+    let output = run(&["config", "check", &good], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
+
+    let bad = write_config(dir.path(), "[log]\nformat = \"xml\"\n");
+    let output = run(&["config", "check", &bad], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown variant `xml`"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn serve_reports_its_addresses_and_exits_0_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut warden = WardenProcess::serve(dir.path(), &["--redirect-listen", "127.0.0.1:0"]);
+        let addresses: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("addresses.json")).unwrap(),
+        )
+        .unwrap();
+        assert_ne!(warden.https.port(), 0);
+        assert!(
+            addresses["http_redirect"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:")
+        );
+        // An idle keep-alive connection must not hold the shutdown up until the grace period ends.
+        let _idle = std::net::TcpStream::connect(warden.https).unwrap();
+        let status = warden.signal_and_wait(signal, Duration::from_secs(30));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "SIG{signal}");
+    }
+}
+
+#[test]
+fn first_start_creates_keys_readable_only_by_the_owner_and_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let warden = WardenProcess::serve(&data, &[]);
+    drop(warden);
+    let mode = |path: &str| {
+        std::fs::metadata(data.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("tls/ca.key"), 0o600);
+    assert_eq!(mode("tls/server.key"), 0o600);
+    assert!(data.join("tls/ca.crt").exists() && data.join("warden.db").exists());
+    // The independent check: openssl accepts the server certificate under the generated CA.
+    let output = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(data.join("tls/ca.crt"))
+        .arg(data.join("tls/server.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

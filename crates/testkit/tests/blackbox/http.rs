@@ -1,0 +1,131 @@
+//! What every HTTP response carries: security headers, request ids, the one error shape, metrics.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use testkit::TestApp;
+
+#[tokio::test]
+async fn every_response_has_hsts_and_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for path in ["/healthz", "/readyz", "/metrics", "/no/such/route"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=63072000; includeSubDomains"),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"),
+            "{path}"
+        );
+        assert!(headers.contains_key("x-request-id"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn errors_have_one_json_shape_with_the_request_id() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/api/v1/nothing-here").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["request_id"], request_id.as_str());
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+
+    let response = app.client.post(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_in_the_error_shape() {
+    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 1024).await;
+    let response = app
+        .client
+        .post(app.url("/metrics"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_template_and_show_build_info() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    }
+    app.get("/devices/1234/unknown").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"warden_http_requests_total{method="GET",route="/healthz",status="200"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(
+        !text.contains("/devices/1234"),
+        "raw paths must not become labels"
+    );
+    assert!(
+        text.contains("warden_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "warden_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_plain_http_listener_only_redirects_to_https() {
+    let app =
+        TestApp::spawn_with(|config| config.http.redirect_listen = "127.0.0.1:0".into()).await;
+    let redirect = app.warden.addresses.http_redirect.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://{redirect}/readyz?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        response.headers()["location"],
+        format!(
+            "https://localhost:{}/readyz?x=1",
+            app.warden.addresses.https.port()
+        )
+        .as_str()
+    );
+    assert!(
+        !response.headers().contains_key("strict-transport-security"),
+        "HSTS is for HTTPS only"
+    );
+}

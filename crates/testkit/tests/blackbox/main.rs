@@ -1,0 +1,11 @@
+//! Warden's black-box suite: one test binary that drives real servers through their public
+//! interfaces (HTTPS, the command line, the database) and asserts what a user would notice.
+// Helpers here are test code too: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod config;
+mod crash;
+mod http;
+mod readiness;
+mod storage;
+mod tls;

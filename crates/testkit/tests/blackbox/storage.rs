@@ -1,0 +1,293 @@
+//! The storage conformance suite: every check runs against SQLite and against a real PostgreSQL
+//! server, through the one `Store` interface.
+
+use model::{Email, PasswordHash, Role, Timestamp, UserId};
+use store::{DatabaseUrl, LATEST_SCHEMA_VERSION, NewUser, Store, StoreError, StoreOptions};
+use testkit::postgres::Cluster;
+
+const BCRYPT: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+
+/// A fresh, empty database of the given backend; the guard keeps a SQLite file's directory alive.
+async fn fresh(backend: &str) -> (DatabaseUrl, Option<tempfile::TempDir>) {
+    match backend {
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                DatabaseUrl::sqlite_file(&dir.path().join("warden.db")),
+                Some(dir),
+            )
+        }
+        _ => (Cluster::shared().create_database().await, None),
+    }
+}
+
+fn user(email: &str, role: Role, at: i64) -> NewUser {
+    NewUser {
+        id: UserId::generate(),
+        email: Email::parse(email).unwrap(),
+        password_hash: PasswordHash::parse(BCRYPT).unwrap(),
+        role,
+        created_at: Timestamp::from_unix_millis(at),
+    }
+}
+
+async fn open(url: &DatabaseUrl) -> Store {
+    Store::open(url, &StoreOptions::default()).await.unwrap()
+}
+
+async fn migrations_bring_an_empty_database_to_the_latest_schema_once(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 0);
+    let report = store.migrate().await.unwrap();
+    assert_eq!(
+        (report.from_version, report.to_version),
+        (0, LATEST_SCHEMA_VERSION)
+    );
+    let again = store.migrate().await.unwrap();
+    assert_eq!(
+        (again.from_version, again.to_version),
+        (LATEST_SCHEMA_VERSION, LATEST_SCHEMA_VERSION)
+    );
+    assert!(store.check_integrity().await.unwrap().is_ok());
+}
+
+async fn concurrent_starts_migrate_exactly_once(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url, &StoreOptions::default()).await })
+        })
+        .collect();
+    for start in starts {
+        let store = start.await.unwrap().unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), LATEST_SCHEMA_VERSION);
+    }
+}
+
+async fn a_newer_schema_is_refused_with_a_clear_message(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    // What a newer Warden would have left behind.
+    let future = LATEST_SCHEMA_VERSION + 1;
+    sqlx_execute(
+        &url,
+        &format!(
+            "INSERT INTO warden_schema (version, name, applied_at) VALUES ({future}, 'future', 0)"
+        ),
+    )
+    .await;
+    store.close().await;
+    let error = Store::open(&url, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::SchemaTooNew { found, .. } if found == future),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("newer than this Warden knows"),
+        "{error}"
+    );
+}
+
+async fn users_are_created_found_and_listed_in_pages(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let users = store.users();
+    let ada = user("ada@example.com", Role::Customer, 1_000);
+    users.insert(&ada).await.unwrap();
+    for (index, email) in ["cy@example.com", "bo@example.com", "di@example.com"]
+        .iter()
+        .enumerate()
+    {
+        users
+            .insert(&user(email, Role::Technician, 2_000 + index as i64))
+            .await
+            .unwrap();
+    }
+    let found = users.by_email(&ada.email).await.unwrap().unwrap();
+    assert_eq!(found.id, ada.id);
+    assert_eq!(found.password_hash, ada.password_hash);
+    assert_eq!(found.role, Role::Customer);
+    assert_eq!(
+        (found.created_at, found.updated_at),
+        (ada.created_at, ada.created_at)
+    );
+    assert_eq!(users.by_id(ada.id).await.unwrap(), Some(found));
+    assert_eq!(users.by_id(UserId::generate()).await.unwrap(), None);
+    assert_eq!(
+        users
+            .by_email(&Email::parse("nobody@example.com").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(users.count().await.unwrap(), 4);
+
+    let first = users.list(None, 3).await.unwrap();
+    let emails: Vec<&str> = first.iter().map(|u| u.email.as_str()).collect();
+    assert_eq!(
+        emails,
+        ["ada@example.com", "bo@example.com", "cy@example.com"]
+    );
+    let rest = users.list(Some(&first[2].email), 3).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(),
+        ["di@example.com"]
+    );
+    assert!(
+        users
+            .list(Some(&rest[0].email), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_taken_email_is_a_conflict_and_changes_nothing(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let original = user("ada@example.com", Role::Customer, 1_000);
+    store.users().insert(&original).await.unwrap();
+    let intruder = user("ADA@example.com", Role::Admin, 9_000);
+    let error = store.users().insert(&intruder).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
+    let stored = store
+        .users()
+        .by_email(&original.email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.id, stored.role), (original.id, Role::Customer));
+    assert_eq!(store.users().count().await.unwrap(), 1);
+}
+
+async fn insert_missing_skips_existing_accounts_in_one_transaction(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    store
+        .users()
+        .insert(&user("b@example.com", Role::Admin, 1))
+        .await
+        .unwrap();
+    let batch = vec![
+        user("a@example.com", Role::Customer, 2),
+        user("b@example.com", Role::Customer, 2),
+        user("c@example.com", Role::Customer, 2),
+    ];
+    assert_eq!(store.users().insert_missing(&batch).await.unwrap(), 2);
+    assert_eq!(store.users().insert_missing(&batch).await.unwrap(), 0);
+    assert_eq!(store.users().count().await.unwrap(), 3);
+    let kept = store
+        .users()
+        .by_email(&batch[1].email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.role,
+        Role::Admin,
+        "an existing account is left as it was"
+    );
+}
+
+async fn roles_change_and_touch_updated_at(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let tech = user("tech@example.com", Role::Customer, 1_000);
+    store.users().insert(&tech).await.unwrap();
+    let later = Timestamp::from_unix_millis(5_000);
+    assert!(
+        store
+            .users()
+            .set_role(tech.id, Role::Technician, later)
+            .await
+            .unwrap()
+    );
+    let stored = store.users().by_id(tech.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.role, stored.updated_at, stored.created_at),
+        (Role::Technician, later, tech.created_at)
+    );
+    assert!(
+        !store
+            .users()
+            .set_role(UserId::generate(), Role::Admin, later)
+            .await
+            .unwrap()
+    );
+}
+
+async fn values_survive_a_reopen_byte_for_byte(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let argon = PasswordHash::parse(
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A",
+    )
+    .unwrap();
+    let mut unicode = user("zoë@bücher.example", Role::Customer, -1);
+    unicode.password_hash = argon.clone();
+    store.users().insert(&unicode).await.unwrap();
+    store.close().await;
+    let reopened = open(&url).await;
+    let stored = reopened.users().by_id(unicode.id).await.unwrap().unwrap();
+    assert_eq!(stored.email.as_str(), "zoë@bücher.example");
+    assert_eq!(stored.password_hash, argon);
+    assert_eq!(stored.created_at.unix_millis(), -1);
+}
+
+async fn ping_and_integrity_check_answer_on_a_healthy_database(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    store.ping().await.unwrap();
+    let report = store.check_integrity().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// Runs one SQL statement outside the store, as an operator (or a newer Warden) would.
+async fn sqlx_execute(url: &DatabaseUrl, sql: &str) {
+    use sqlx::{Connection, Executor};
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut connection =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+            connection.execute(sql).await.unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            connection.execute(sql).await.unwrap();
+        }
+    }
+}
+
+/// Every check above, once per backend: `storage::sqlite::NAME` and `storage::postgres::NAME`.
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() { super::$check("sqlite").await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() { super::$check("postgres").await; })*
+        }
+    };
+}
+
+conformance!(
+    migrations_bring_an_empty_database_to_the_latest_schema_once,
+    concurrent_starts_migrate_exactly_once,
+    a_newer_schema_is_refused_with_a_clear_message,
+    users_are_created_found_and_listed_in_pages,
+    a_taken_email_is_a_conflict_and_changes_nothing,
+    insert_missing_skips_existing_accounts_in_one_transaction,
+    roles_change_and_touch_updated_at,
+    values_survive_a_reopen_byte_for_byte,
+    ping_and_integrity_check_answer_on_a_healthy_database,
+);
