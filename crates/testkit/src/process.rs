@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The `warden` binary, built by cargo once per test run with the same profile as the tests.
@@ -40,22 +40,37 @@ pub fn warden_command(args: &[&str]) -> Command {
 pub struct WardenProcess {
     pub child: Child,
     pub https: std::net::SocketAddr,
+    logs: Arc<Mutex<String>>,
 }
 
 impl WardenProcess {
     /// Starts `warden serve` on `data_dir` and waits until it has written its addresses.
     pub fn serve(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::serve_with_env(data_dir, extra_args, &[("WARDEN_LOG_LEVEL", "warn")])
+    }
+
+    /// [`WardenProcess::serve`] with extra `WARDEN_*` variables.
+    pub fn serve_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let addresses = data_dir.join(server::ADDRESSES_FILE);
         let _ = std::fs::remove_file(&addresses);
         let dir = data_dir.to_str().unwrap();
         let mut args = vec!["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra_args);
-        let mut child = warden_command(&args)
-            .env("WARDEN_LOG_LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut command = warden_command(&args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         // The banner is printed once every listener is up; drain it on a thread so the child
         // never blocks on a full pipe.
@@ -67,13 +82,19 @@ impl WardenProcess {
                 }
             }
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("warden serve did not come up");
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("warden serve did not come up:\n{}", logs.lock().unwrap());
+        }
         let text = std::fs::read_to_string(&addresses).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         let https = parsed["https"].as_str().unwrap().parse().unwrap();
-        Self { child, https }
+        Self { child, https, logs }
+    }
+
+    /// Everything the process has written to standard error so far: its log.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
     }
 
     /// Sends `signal` (for example `TERM`) and waits up to `limit` for the process to end.
