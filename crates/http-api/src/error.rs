@@ -21,52 +21,11 @@ pub enum ApiError {
     NotFound,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
-    #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
     #[error("{what} is not available right now; try again shortly")]
     Unavailable { what: &'static str },
     #[error("something went wrong on our side; the request id identifies it in the log")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
-
-/// Every `code` the API can answer with, and what it means; the API documentation lists these.
-pub const ERROR_CODES: &[(&str, u16, &str)] = &[
-    (
-        "bad_request",
-        400,
-        "the request is malformed; the message says what to change",
-    ),
-    (
-        "not_found",
-        404,
-        "no such resource, or the caller may not know it exists",
-    ),
-    (
-        "method_not_allowed",
-        405,
-        "the resource exists but not with this method",
-    ),
-    (
-        "request_timeout",
-        408,
-        "the request took longer than the server allows",
-    ),
-    (
-        "payload_too_large",
-        413,
-        "the body is larger than the server accepts",
-    ),
-    (
-        "internal",
-        500,
-        "a fault on the server's side, logged under the request id",
-    ),
-    (
-        "unavailable",
-        503,
-        "a dependency (such as the database) is unreachable; retry later",
-    ),
-];
 
 /// The error's code and message, carried on the response until the telemetry layer, which knows
 /// the request id, writes the body.
@@ -81,7 +40,6 @@ impl ApiError {
         match self {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use store::Store;
 use tower_http::limit::RequestBodyLimitLayer;
 
-pub use error::{ApiError, ERROR_CODES};
+pub use error::ApiError;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use metrics::HttpMetrics;
 

@@ -168,7 +168,11 @@ fn first_start_creates_keys_readable_only_by_the_owner_and_the_database() {
 async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let warden = WardenProcess::serve_with_env(&data, &[], &[("WARDEN_LOG_FORMAT", "json"), ("WARDEN_LOG_LEVEL", "info")]);
+    let warden = WardenProcess::serve_with_env(
+        &data,
+        &[],
+        &[("WARDEN_LOG_FORMAT", "json"), ("WARDEN_LOG_LEVEL", "info")],
+    );
     let ca = std::fs::read(data.join("tls/ca.crt")).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
@@ -180,14 +184,20 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
         .send()
         .await
         .unwrap();
-    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let line = loop {
         let logs = warden.logs();
         if let Some(line) = logs.lines().find(|line| line.contains(&request_id)) {
             break line.to_owned();
         }
-        assert!(std::time::Instant::now() < deadline, "no log line with {request_id}:\n{logs}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {request_id}:\n{logs}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -197,6 +207,7 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
     assert_eq!(entry["level"], "INFO");
     // Every line is JSON, startup lines included.
     for line in warden.logs().lines() {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not JSON: {line}"));
     }
 }
