@@ -1,7 +1,14 @@
-//! User accounts: who can log in, with which password hash and role.
+//! User accounts: who can log in, how passwords are kept, and when to stop guessing.
 //!
-//! This crate decides; it does not store. Callers hand it input and get back validated values to
-//! persist through the `store` crate. So far it holds the bulk import of accounts from an older
-//! system (whose bcrypt hashes Warden accepts and upgrades at the next login).
+//! This crate decides; it does not store and does no IO. Callers hand it input and the rows they
+//! read, and get back validated values and decisions to persist through the `store` crate:
+//! password hashes ([`password`]), whether a new password is acceptable ([`rules`], with
+//! [`breached`]), whether a login may be tried now ([`throttle`]), session tokens ([`session`]),
+//! and the bulk import format ([`import`]).
 
+pub mod breached;
 pub mod import;
+pub mod password;
+pub mod rules;
+pub mod session;
+pub mod throttle;

@@ -69,12 +69,23 @@ pub(crate) async fn telemetry(
 }
 
 /// Turns an error response into the documented JSON error shape, whichever layer produced it.
+/// Responses a handler made on purpose (an HTML page explaining a refused form, a JSON answer) are
+/// left alone; empty and plain-text ones, which come from layers and extractors, are replaced.
 fn render_error_body(response: Response, request_id: &str) -> Response {
     let status = response.status();
     let explained = response.extensions().get::<ErrorBody>().cloned();
+    let has_content = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.starts_with("text/html") || value.starts_with("application/json")
+        });
     let body = match explained {
         Some(body) => body,
-        None if status.is_client_error() || status.is_server_error() => body_for_status(status),
+        None if (status.is_client_error() || status.is_server_error()) && !has_content => {
+            body_for_status(status)
+        }
         None => return response,
     };
     let (mut parts, _) = response.into_parts();

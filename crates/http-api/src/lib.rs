@@ -6,8 +6,10 @@
 
 mod error;
 mod health;
+mod identity;
 mod layers;
 mod metrics;
+mod pages;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use store::Store;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiError;
+pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use metrics::HttpMetrics;
 
@@ -31,6 +34,7 @@ pub struct ApiContext {
     /// The registry `/metrics` renders; every part registers its metrics in it before start.
     pub registry: Arc<Registry>,
     pub limits: Limits,
+    pub identity: Arc<Identity>,
 }
 
 /// Bounds on what one request may cost.
@@ -48,6 +52,7 @@ pub fn router(context: ApiContext) -> Router {
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::render))
+        .merge(pages::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)

@@ -6,12 +6,14 @@
 
 mod clock;
 mod email;
+mod failed_attempts;
 mod password_hash;
 mod role;
 mod user_id;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use email::{Email, EmailError};
+pub use failed_attempts::FailedAttempts;
 pub use password_hash::{HashScheme, PasswordHash, PasswordHashError};
 pub use role::{Role, RoleError};
 pub use user_id::{UserId, UserIdError};

@@ -16,8 +16,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use accounts::breached::CommonPasswords;
+use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
-use http_api::{ApiContext, HttpMetrics, Limits};
+use http_api::{ApiContext, HttpMetrics, Identity, Limits};
+use model::{Clock, SystemClock};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -65,7 +68,7 @@ impl RunningWarden {
 
 /// Brings every part of Warden up: data directory, TLS material, database (with migrations),
 /// HTTP listeners.
-pub async fn start(settings: &Settings) -> anyhow::Result<RunningWarden> {
+pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<RunningWarden> {
     let data_dir = &settings.data_dir;
     fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -80,6 +83,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningWarden> {
     let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
     let metrics = Arc::new(HttpMetrics::register(&mut registry));
+    let identity = Identity {
+        hasher: Hasher::new(HashCost::OWASP).context("cannot set up password hashing")?,
+        breached: Arc::new(CommonPasswords::builtin()),
+        clock,
+        session_lifetime: settings.session_lifetime,
+    };
     let router = http_api::router(ApiContext {
         store: store.clone(),
         metrics,
@@ -88,6 +97,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningWarden> {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: settings.request_timeout,
         },
+        identity: Arc::new(identity),
     });
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
@@ -163,7 +173,7 @@ pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// Starts Warden, prints where to find it, and runs until SIGINT or SIGTERM.
 pub async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
-    let warden = start(settings).await?;
+    let warden = start(settings, Arc::new(SystemClock)).await?;
     println!("{}", banner(settings, &warden));
     wait_for_signal().await?;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down");

@@ -1,13 +1,15 @@
 //! The listeners: HTTPS serving the router, and plain HTTP that only redirects to HTTPS. Each takes
 //! an already-bound socket and a shutdown token, and drains its connections within a grace period.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -17,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// A client that has not finished its TLS handshake by then is dropped, so half-open connections
 /// cannot pile up.
@@ -36,7 +39,7 @@ pub async fn serve_https(
         listener,
         shutdown,
         grace,
-        move |stream, watcher, router| {
+        move |stream, peer, watcher, router| {
             let acceptor = acceptor.clone();
             async move {
                 let Ok(Ok(tls_stream)) =
@@ -45,7 +48,7 @@ pub async fn serve_https(
                     // Refused protocol versions and cipher suites end here; rustls has sent the alert.
                     return;
                 };
-                serve_connection(TokioIo::new(tls_stream), router, watcher).await;
+                serve_connection(TokioIo::new(tls_stream), router, peer, watcher).await;
             }
         },
         router,
@@ -66,8 +69,8 @@ pub async fn serve_redirect(
         listener,
         shutdown,
         grace,
-        |stream, watcher, router| async move {
-            serve_connection(TokioIo::new(stream), router, watcher).await;
+        |stream, peer, watcher, router| async move {
+            serve_connection(TokioIo::new(stream), router, peer, watcher).await;
         },
         router,
     )
@@ -89,11 +92,17 @@ async fn redirect(https_base: String, request: Request) -> Response {
     }
 }
 
-async fn serve_connection<I>(io: I, router: Router, watcher: Watcher)
+/// Serves one connection. Every request carries the peer's address as `ConnectInfo`, for
+/// throttling by source address.
+async fn serve_connection<I>(io: I, router: Router, peer: SocketAddr, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router);
+    let service =
+        TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request)
+        }));
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(io, service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
@@ -110,7 +119,7 @@ async fn serve<F, Fut>(
     handle: F,
     router: Router,
 ) where
-    F: Fn(TcpStream, Watcher, Router) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Watcher, Router) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -122,7 +131,7 @@ async fn serve<F, Fut>(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     tracing::trace!(%peer, "accepted connection");
-                    connections.spawn(handle(stream, graceful.watcher(), router.clone()));
+                    connections.spawn(handle(stream, peer, graceful.watcher(), router.clone()));
                 }
                 Err(error) => {
                     // Out of file descriptors and similar: back off instead of spinning.

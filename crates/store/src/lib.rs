@@ -12,6 +12,8 @@
 
 mod error;
 mod migrate;
+mod sessions;
+mod throttle;
 mod url;
 mod users;
 
@@ -22,6 +24,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use error::StoreError;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
+pub use sessions::Sessions;
+pub use throttle::LoginThrottle;
 pub use url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use users::{NewUser, UserRecord, Users};
 
@@ -110,6 +114,14 @@ impl Store {
 
     pub fn users(&self) -> Users<'_> {
         Users::new(&self.pool)
+    }
+
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions::new(&self.pool)
+    }
+
+    pub fn login_throttle(&self) -> LoginThrottle<'_> {
+        LoginThrottle::new(&self.pool)
     }
 
     /// Checks the database's own consistency.

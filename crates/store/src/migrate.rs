@@ -15,18 +15,26 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users",
-    sqlite: include_str!("../migrations/sqlite/0001_users.sql"),
-    postgres: include_str!("../migrations/postgres/0001_users.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users",
+        sqlite: include_str!("../migrations/sqlite/0001_users.sql"),
+        postgres: include_str!("../migrations/postgres/0001_users.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sessions_and_login_throttle",
+        sqlite: include_str!("../migrations/sqlite/0002_sessions_and_login_throttle.sql"),
+        postgres: include_str!("../migrations/postgres/0002_sessions_and_login_throttle.sql"),
+    },
+];
 
 /// Every table the migrations create, for checks that walk them all.
-pub(crate) const TABLES: &[&str] = &["warden_schema", "users"];
+pub(crate) const TABLES: &[&str] = &["warden_schema", "users", "sessions", "login_throttle"];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 1;
+pub const LATEST_SCHEMA_VERSION: i64 = 2;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,7 +33,9 @@ pub struct Users<'a> {
     pool: &'a AnyPool,
 }
 
-const COLUMNS: &str = "id, email, password_hash, role, created_at, updated_at";
+/// The account columns, qualified so that joins can use them too.
+pub(crate) const USER_COLUMNS: &str =
+    "users.id, users.email, users.password_hash, users.role, users.created_at, users.updated_at";
 
 impl<'a> Users<'a> {
     pub(crate) fn new(pool: &'a AnyPool) -> Self {
@@ -66,21 +68,21 @@ impl<'a> Users<'a> {
     }
 
     pub async fn by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+        let query = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let row = sqlx::query(&query)
             .bind(id.to_string())
             .fetch_optional(self.pool)
             .await?;
-        row.as_ref().map(decode).transpose()
+        row.as_ref().map(decode_user).transpose()
     }
 
     pub async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        let query = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
+        let query = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
         let row = sqlx::query(&query)
             .bind(email.as_str())
             .fetch_optional(self.pool)
             .await?;
-        row.as_ref().map(decode).transpose()
+        row.as_ref().map(decode_user).transpose()
     }
 
     /// Changes an account's role; false when there is no such account.
@@ -106,13 +108,31 @@ impl<'a> Users<'a> {
         after: Option<&Email>,
         limit: u32,
     ) -> Result<Vec<UserRecord>, StoreError> {
-        let query = format!("SELECT {COLUMNS} FROM users WHERE email > $1 ORDER BY email LIMIT $2");
+        let query =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE email > $1 ORDER BY email LIMIT $2");
         let rows = sqlx::query(&query)
             .bind(after.map(Email::as_str).unwrap_or(""))
             .bind(i64::from(limit))
             .fetch_all(self.pool)
             .await?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(decode_user).collect()
+    }
+
+    /// Replaces an account's password hash (after a password change, or to upgrade an old hash).
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(hash.as_str())
+                .bind(now.unix_millis())
+                .bind(id.to_string())
+                .execute(self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
@@ -141,7 +161,7 @@ where
     Ok(result.rows_affected() == 1)
 }
 
-fn decode(row: &AnyRow) -> Result<UserRecord, StoreError> {
+pub(crate) fn decode_user(row: &AnyRow) -> Result<UserRecord, StoreError> {
     let corrupt = |column: &'static str, reason: String| StoreError::CorruptValue {
         table: "users",
         column,

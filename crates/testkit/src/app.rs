@@ -1,6 +1,9 @@
 //! A Warden running inside the test process, with an HTTPS client that trusts its CA.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use model::{Clock, ManualClock, SystemClock};
 
 use server::RunningWarden;
 use server::config::{Config, Settings};
@@ -16,6 +19,8 @@ pub struct TestApp {
     /// `https://localhost:PORT`, without a trailing slash.
     pub base_url: String,
     pub settings: Settings,
+    /// Warden's clock: moves only when the test moves it.
+    pub clock: ManualClock,
     pub data_dir: TempDir,
 }
 
@@ -38,12 +43,17 @@ impl TestApp {
         let settings = config
             .validate()
             .unwrap_or_else(|e| panic!("test settings invalid: {e:?}"));
-        let warden = server::start(&settings).await.unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let warden = server::start(&settings, Arc::new(clock.clone()))
+            .await
+            .unwrap();
         let ca = std::fs::read(&warden.tls_files.ca_cert).unwrap();
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .resolve("localhost", warden.addresses.https)
             .timeout(Duration::from_secs(30))
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
         let base_url = format!("https://localhost:{}", warden.addresses.https.port());
@@ -52,6 +62,7 @@ impl TestApp {
             client,
             base_url,
             settings,
+            clock,
             data_dir,
         }
     }

@@ -30,7 +30,22 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub database: DatabaseConfig,
+    pub accounts: AccountsConfig,
     pub log: LogConfig,
+}
+
+/// Accounts and logins.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// How long a browser login lasts, in hours.
+    pub session_hours: u64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self { session_hours: 12 }
+    }
 }
 
 /// The HTTPS listener, and the optional plain-HTTP one that only redirects.
@@ -104,6 +119,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             database: DatabaseConfig::default(),
+            accounts: AccountsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -163,6 +179,7 @@ pub struct Settings {
     pub database: DatabaseUrl,
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
+    pub session_lifetime: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -293,6 +310,13 @@ impl Config {
             self.database.acquire_timeout_seconds,
         )?);
         check_log_level(&self.log.level)?;
+        let session_hours = positive("accounts.session_hours", self.accounts.session_hours)?;
+        if session_hours > 24 * 90 {
+            return Err(invalid(
+                "accounts.session_hours",
+                "must be at most 2160 (90 days)",
+            ));
+        }
 
         Ok(Settings {
             data_dir: self.data_dir.clone(),
@@ -308,6 +332,7 @@ impl Config {
             database,
             database_max_connections: self.database.max_connections,
             database_acquire_timeout,
+            session_lifetime: Duration::from_secs(session_hours * 3600),
             log_format: self.log.format,
             log_level: self.log.level.clone(),
         })

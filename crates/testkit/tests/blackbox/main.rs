@@ -3,6 +3,7 @@
 // Helpers here are test code too: a failed assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod config;
 mod crash;
 mod http;

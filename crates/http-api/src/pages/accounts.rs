@@ -1,0 +1,395 @@
+//! Sign-up, login, logout and the account page.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use accounts::password::{Password, Verification};
+use accounts::rules::check_new_password;
+use accounts::session::SessionToken;
+use accounts::throttle::ThrottlePolicy;
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use maud::{Markup, html};
+use model::{Email, Role, UserId};
+use serde::Deserialize;
+use store::{NewUser, StoreError, UserRecord};
+
+use super::{
+    SESSION_COOKIE, cookie, csrf_ok, csrf_token, forbidden_form, page, redirect, set_cookie,
+    with_cookies,
+};
+use crate::{ApiContext, ApiError};
+
+#[derive(Deserialize)]
+pub(crate) struct SignupForm {
+    email: String,
+    password: String,
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    email: String,
+    password: String,
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+pub(crate) async fn signup_page(headers: HeaderMap) -> Response {
+    let (csrf, new_cookie) = csrf_token(&headers);
+    with_cookies(signup_form(StatusCode::OK, &csrf, "", None), new_cookie)
+}
+
+fn signup_form(status: StatusCode, csrf: &str, email: &str, error: Option<&str>) -> Response {
+    page(
+        status,
+        "Sign up",
+        html! {
+            h1 { "Create your Warden account" }
+            (error_message(error))
+            form method="post" action="/signup" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="email" { "E-mail address" }
+                input id="email" name="email" type="email" autocomplete="username" required value=(email);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="new-password" required
+                    minlength=(accounts::rules::MIN_LENGTH) maxlength=(accounts::rules::MAX_LENGTH)
+                    aria-describedby="password-hint";
+                p id="password-hint" class="hint" {
+                    "At least " (accounts::rules::MIN_LENGTH) " characters. Passwords found in known breaches are refused."
+                }
+                button type="submit" { "Create account" }
+            }
+            p { "Have an account? " a href="/login" { "Log in" } }
+        },
+    )
+}
+
+pub(crate) async fn signup(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, ApiError> {
+    if !csrf_ok(&headers, &form.csrf) {
+        return Ok(forbidden_form());
+    }
+    let refuse =
+        |status, message: &str| Ok(signup_form(status, &form.csrf, &form.email, Some(message)));
+    let email = match Email::parse(&form.email) {
+        Ok(email) => email,
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let password = Password::new(form.password.clone());
+    if let Err(rejection) =
+        check_new_password(&password, &email, context.identity.breached.as_ref())
+    {
+        return refuse(StatusCode::BAD_REQUEST, &rejection.to_string());
+    }
+    let hasher = context.identity.hasher.clone();
+    let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
+        .await
+        .map_err(|error| ApiError::Internal(Box::new(error)))?
+        .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let user = NewUser {
+        id: UserId::generate(),
+        email,
+        password_hash,
+        role: Role::Customer,
+        created_at: context.identity.clock.now(),
+    };
+    match context.store.users().insert(&user).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => {
+            return refuse(
+                StatusCode::CONFLICT,
+                "An account with this e-mail address exists already. Log in instead.",
+            );
+        }
+        Err(error) => return Err(error.into()),
+    }
+    tracing::info!(user_id = %user.id, "account created");
+    let session = start_session(&context, user.id).await?;
+    Ok(with_cookies(redirect("/account"), [session]))
+}
+
+pub(crate) async fn login_page(headers: HeaderMap, Query(query): Query<NextQuery>) -> Response {
+    let (csrf, new_cookie) = csrf_token(&headers);
+    let next = safe_next(query.next.as_deref().unwrap_or_default());
+    with_cookies(
+        login_form(StatusCode::OK, &csrf, "", next, None),
+        new_cookie,
+    )
+}
+
+fn login_form(
+    status: StatusCode,
+    csrf: &str,
+    email: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
+    page(
+        status,
+        "Log in",
+        html! {
+            h1 { "Log in to Warden" }
+            (error_message(error))
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                label for="email" { "E-mail address" }
+                input id="email" name="email" type="email" autocomplete="username" required value=(email);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Log in" }
+            }
+            p { "New here? " a href="/signup" { "Create an account" } }
+        },
+    )
+}
+
+pub(crate) async fn login(
+    State(context): State<ApiContext>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    if !csrf_ok(&headers, &form.csrf) {
+        return Ok(forbidden_form());
+    }
+    let next = safe_next(&form.next).to_owned();
+    let now = context.identity.clock.now();
+    let throttle = context.store.login_throttle();
+    // Keys for an account that does not exist are throttled the same way, so the answer never
+    // tells whether the address has an account.
+    let account_key = format!("account:{}", form.email.trim().to_lowercase());
+    let address_key = format!("address:{}", peer.ip());
+    let keys = [
+        (&account_key, ThrottlePolicy::PER_ACCOUNT),
+        (&address_key, ThrottlePolicy::PER_ADDRESS),
+    ];
+    let mut records = Vec::with_capacity(keys.len());
+    for (key, policy) in keys {
+        let attempts = throttle.get(key).await?;
+        if let Err(wait) = policy.check(&attempts, now) {
+            return Ok(too_many_attempts(&form, &next, wait));
+        }
+        records.push((key, policy, attempts));
+    }
+
+    let user = match Email::parse(&form.email) {
+        Ok(email) => context.store.users().by_email(&email).await?,
+        Err(_) => None,
+    };
+    let hasher = context.identity.hasher.clone();
+    let password = Password::new(form.password.clone());
+    let stored = user.as_ref().map(|user| user.password_hash.clone());
+    let verification = tokio::task::spawn_blocking(move || match stored {
+        Some(stored) => hasher.verify(&password, &stored),
+        None => hasher.verify_decoy(&password),
+    })
+    .await
+    .map_err(|error| ApiError::Internal(Box::new(error)))?;
+
+    match (user, verification) {
+        (Some(user), Verification::Match { rehash }) => {
+            throttle.clear(&account_key).await?;
+            if rehash {
+                upgrade_hash(&context, &user, form.password.clone()).await?;
+            }
+            tracing::info!(user_id = %user.id, "login succeeded");
+            let session = start_session(&context, user.id).await?;
+            Ok(with_cookies(redirect(&next), [session]))
+        }
+        _ => {
+            for (key, policy, attempts) in &records {
+                throttle
+                    .put(key, &policy.after_failure(attempts, now))
+                    .await?;
+            }
+            tracing::info!(peer = %peer.ip(), "login failed");
+            Ok(login_form(
+                StatusCode::UNAUTHORIZED,
+                &form.csrf,
+                &form.email,
+                &next,
+                Some("Wrong e-mail address or password."),
+            ))
+        }
+    }
+}
+
+fn too_many_attempts(form: &LoginForm, next: &str, wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let message = format!("Too many failed attempts. Try again in {seconds} seconds.");
+    let mut response = login_form(
+        StatusCode::TOO_MANY_REQUESTS,
+        &form.csrf,
+        &form.email,
+        next,
+        Some(&message),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Replaces a bcrypt (or weaker Argon2id) hash by a current one after a successful login.
+async fn upgrade_hash(
+    context: &ApiContext,
+    user: &UserRecord,
+    password: String,
+) -> Result<(), ApiError> {
+    let hasher = context.identity.hasher.clone();
+    let hash = tokio::task::spawn_blocking(move || hasher.hash(&Password::new(password)))
+        .await
+        .map_err(|error| ApiError::Internal(Box::new(error)))?
+        .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    context
+        .store
+        .users()
+        .set_password_hash(user.id, &hash, context.identity.clock.now())
+        .await?;
+    tracing::info!(user_id = %user.id, "password hash upgraded to Argon2id");
+    Ok(())
+}
+
+pub(crate) async fn logout(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, ApiError> {
+    if !csrf_ok(&headers, &form.csrf) {
+        return Ok(forbidden_form());
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE).and_then(SessionToken::parse) {
+        context
+            .store
+            .sessions()
+            .delete(token.hash().as_str())
+            .await?;
+    }
+    Ok(with_cookies(
+        redirect("/login"),
+        [set_cookie(SESSION_COOKIE, "", "Lax", Some(0))],
+    ))
+}
+
+pub(crate) async fn account_page(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(user) = current_user(&context, &headers).await? else {
+        return Ok(redirect("/login?next=/account"));
+    };
+    let (csrf, new_cookie) = csrf_token(&headers);
+    let body = html! {
+        h1 { "Your account" }
+        dl {
+            dt { "E-mail address" } dd { (user.email) }
+            dt { "Role" } dd { (user.role) }
+        }
+        form method="post" action="/logout" {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" { "Log out" }
+        }
+    };
+    Ok(with_cookies(
+        page(StatusCode::OK, "Account", body),
+        new_cookie,
+    ))
+}
+
+/// The account whose valid session cookie the request carries.
+pub(crate) async fn current_user(
+    context: &ApiContext,
+    headers: &HeaderMap,
+) -> Result<Option<UserRecord>, ApiError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE).and_then(SessionToken::parse) else {
+        return Ok(None);
+    };
+    let now = context.identity.clock.now();
+    Ok(context
+        .store
+        .sessions()
+        .user(token.hash().as_str(), now)
+        .await?)
+}
+
+async fn start_session(context: &ApiContext, user_id: UserId) -> Result<HeaderValue, ApiError> {
+    let token = SessionToken::generate();
+    let now = context.identity.clock.now();
+    let lifetime = context.identity.session_lifetime;
+    context
+        .store
+        .sessions()
+        .insert(token.hash().as_str(), user_id, now, now.plus(lifetime))
+        .await?;
+    Ok(set_cookie(
+        SESSION_COOKIE,
+        token.as_str(),
+        "Lax",
+        Some(lifetime.as_secs()),
+    ))
+}
+
+/// Where to go after logging in: only a path on this site, never another origin.
+fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    if local { next } else { "/account" }
+}
+
+/// The problem with a form, as a sentence at the top of the page.
+fn error_message(error: Option<&str>) -> Markup {
+    let sentence = error.map(|error| {
+        let mut chars = error.chars();
+        let first = chars
+            .next()
+            .map(|c| c.to_uppercase().collect::<String>())
+            .unwrap_or_default();
+        let rest = chars.as_str();
+        let stop = if rest.ends_with('.') { "" } else { "." };
+        format!("{first}{rest}{stop}")
+    });
+    html! {
+        @if let Some(sentence) = sentence {
+            p class="error" role="alert" { (sentence) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        for (next, expected) in [
+            ("/account", "/account"),
+            (
+                "/oauth2/authorize?client_id=x",
+                "/oauth2/authorize?client_id=x",
+            ),
+            ("", "/account"),
+            ("https://evil.example/", "/account"),
+            ("//evil.example/", "/account"),
+            ("/\\evil.example", "/account"),
+        ] {
+            assert_eq!(safe_next(next), expected, "{next:?}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Browser login sessions, by the SHA-256 of their token.
+
+use model::{Timestamp, UserId};
+use sqlx::AnyPool;
+
+use crate::StoreError;
+use crate::users::{USER_COLUMNS, UserRecord, decode_user};
+
+/// The session table; obtained from [`crate::Store::sessions`].
+#[derive(Debug)]
+pub struct Sessions<'a> {
+    pool: &'a AnyPool,
+}
+
+impl<'a> Sessions<'a> {
+    pub(crate) fn new(pool: &'a AnyPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn insert(
+        &self,
+        token_hash: &str,
+        user_id: UserId,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(user_id.to_string())
+            .bind(created_at.unix_millis())
+            .bind(expires_at.unix_millis())
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The account a session belongs to, if the session exists and has not expired at `now`.
+    pub async fn user(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let query = format!(
+            "SELECT {USER_COLUMNS} FROM sessions JOIN users ON users.id = sessions.user_id \
+             WHERE sessions.token_hash = $1 AND sessions.expires_at > $2"
+        );
+        let row = sqlx::query(&query)
+            .bind(token_hash)
+            .bind(now.unix_millis())
+            .fetch_optional(self.pool)
+            .await?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    pub async fn delete(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes sessions that expired before `now`; returns how many.
+    pub async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now.unix_millis())
+            .execute(self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}
