@@ -7,11 +7,14 @@ use std::path::Path;
 use accounts::import::{self, ImportError};
 use anyhow::Context;
 use model::{Clock, Email, Role, SystemClock, UserId};
+use oauth::client::{Client, ClientKind, ClientSecret, SecretHasher, generate_client_id};
+use oauth::scope::Scopes;
 use server::config::Settings;
 use store::{LATEST_SCHEMA_VERSION, NewUser, Store};
+use tokens::keys::KeyRing;
 
 use crate::Failure;
-use crate::args::{AdminCommand, DbCommand, UsersCommand};
+use crate::args::{AdminCommand, ClientsCommand, DbCommand, KeysCommand, UsersCommand};
 
 pub async fn run(command: AdminCommand, settings: &Settings) -> Result<(), Failure> {
     match command {
@@ -66,6 +69,14 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> Result<(), Failu
         AdminCommand::Users(command) => {
             let store = server::open_store(settings).await?;
             users(command, &store).await?;
+        }
+        AdminCommand::Keys(command) => {
+            let store = server::open_store(settings).await?;
+            keys(command, &store, settings).await?;
+        }
+        AdminCommand::Clients(command) => {
+            let store = server::open_store(settings).await?;
+            clients(command, &store, settings).await?;
         }
     }
     Ok(())
@@ -180,5 +191,139 @@ async fn import_users(store: &Store, file: &Path, batch_size: usize) -> Result<(
         "imported {total} account(s): {created} new, {} already present",
         total - created
     );
+    Ok(())
+}
+
+async fn keys(command: KeysCommand, store: &Store, settings: &Settings) -> Result<(), Failure> {
+    let now = SystemClock.now();
+    match command {
+        KeysCommand::List => {
+            let all = store
+                .signing_keys()
+                .all()
+                .await
+                .context("cannot read the signing keys")?;
+            let retention = settings.access_token_lifetime + std::time::Duration::from_secs(300);
+            let ring = KeyRing::new(all, retention);
+            let signer = ring.signer(now).map(|key| key.kid.clone());
+            let published: Vec<String> = ring
+                .published(now)
+                .iter()
+                .map(|key| key.kid.clone())
+                .collect();
+            println!(
+                "{:<34} {:<10} {:<10} {:<14} USABLE FROM (unix ms)",
+                "KID", "SIGNING", "PUBLISHED", "RETIRED"
+            );
+            for key in ring.all() {
+                println!(
+                    "{:<34} {:<10} {:<10} {:<14} {}",
+                    key.kid,
+                    if signer.as_deref() == Some(key.kid.as_str()) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    if published.contains(&key.kid) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    key.retired_at
+                        .map_or("no".to_owned(), |at| at.unix_millis().to_string()),
+                    key.usable_from.unix_millis()
+                );
+            }
+        }
+        KeysCommand::Rotate => {
+            let key =
+                server::signing::rotate_signing_key(store, now, settings.key_publish_lead).await?;
+            println!(
+                "published key {}; it signs from {} s from now",
+                key.kid,
+                settings.key_publish_lead.as_secs()
+            );
+        }
+        KeysCommand::Retire { kid } => {
+            if !store
+                .signing_keys()
+                .retire(&kid, now)
+                .await
+                .context("cannot retire the key")?
+            {
+                return Err(Failure::Input(anyhow::anyhow!(
+                    "no active key with kid {kid}"
+                )));
+            }
+            server::signing::ensure_signing_key(store, now).await?;
+            println!("retired key {kid}; tokens it signed no longer verify");
+        }
+    }
+    Ok(())
+}
+
+async fn clients(
+    command: ClientsCommand,
+    store: &Store,
+    settings: &Settings,
+) -> Result<(), Failure> {
+    match command {
+        ClientsCommand::Create {
+            name,
+            scope,
+            public,
+        } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.len() > 100 {
+                return Err(Failure::Input(anyhow::anyhow!(
+                    "--name must have 1 to 100 characters"
+                )));
+            }
+            let allowed_scopes = Scopes::parse(&scope).map_err(|e| Failure::Input(e.into()))?;
+            let secret = (!public).then(ClientSecret::generate);
+            let hasher = SecretHasher::new(server::signing::load_or_create_secret(
+                &settings.data_dir.join(server::CLIENT_SECRET_KEY_FILE),
+            )?);
+            let client = Client {
+                client_id: generate_client_id(),
+                name,
+                kind: if public {
+                    ClientKind::Public
+                } else {
+                    ClientKind::Confidential
+                },
+                secret_hash: secret.as_ref().map(|secret| hasher.hash(secret)),
+                allowed_scopes,
+                created_at: SystemClock.now(),
+            };
+            store
+                .oauth_clients()
+                .insert(&client)
+                .await
+                .context("cannot store the client")?;
+            println!("client_id:     {}", client.client_id);
+            if let Some(secret) = secret {
+                println!("client_secret: {}", secret.as_str());
+                println!("(the secret is shown only now; Warden keeps only a hash of it)");
+            }
+        }
+        ClientsCommand::List => {
+            println!("{:<36} {:<13} {:<30} SCOPES", "CLIENT ID", "KIND", "NAME");
+            for client in store
+                .oauth_clients()
+                .all()
+                .await
+                .context("cannot list clients")?
+            {
+                println!(
+                    "{:<36} {:<13} {:<30} {}",
+                    client.client_id,
+                    client.kind.as_str(),
+                    client.name,
+                    client.allowed_scopes
+                );
+            }
+        }
+    }
     Ok(())
 }

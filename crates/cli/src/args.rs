@@ -94,6 +94,41 @@ pub enum AdminCommand {
     /// Accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with when they sign and whether they are published.
+    List,
+    /// Publish a new signing key now; it starts signing after `oauth.key_publish_lead_seconds`,
+    /// and the current key stays published until the tokens it signed have expired.
+    Rotate,
+    /// Withdraw a key at once (after a compromise): tokens it signed stop verifying.
+    Retire { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client. A confidential client's secret is printed once and stored only hashed.
+    Create {
+        /// A name people recognise, shown on consent screens.
+        #[arg(long)]
+        name: String,
+        /// Space-separated scopes the client may ask for.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// A client that cannot keep a secret (browser app, CLI).
+        #[arg(long)]
+        public: bool,
+    },
+    /// List clients.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod health;
 mod identity;
 mod layers;
 mod metrics;
+mod oauth;
 mod pages;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use error::ApiError;
 pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use metrics::HttpMetrics;
+pub use oauth::OAuthSettings;
 
 /// Everything the handlers need, built once at start.
 #[derive(Clone, Debug)]
@@ -35,6 +37,7 @@ pub struct ApiContext {
     pub registry: Arc<Registry>,
     pub limits: Limits,
     pub identity: Arc<Identity>,
+    pub oauth: Arc<OAuthSettings>,
 }
 
 /// Bounds on what one request may cost.
@@ -53,6 +56,7 @@ pub fn router(context: ApiContext) -> Router {
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::render))
         .merge(pages::routes())
+        .merge(oauth::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)

@@ -6,6 +6,7 @@
 
 pub mod config;
 mod listen;
+pub mod signing;
 mod telemetry;
 pub mod tls;
 
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use accounts::breached::CommonPasswords;
 use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
-use http_api::{ApiContext, HttpMetrics, Identity, Limits};
+use http_api::{ApiContext, HttpMetrics, Identity, Limits, OAuthSettings};
 use model::{Clock, SystemClock};
+use oauth::client::SecretHasher;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -36,6 +38,9 @@ pub use telemetry::init_logging;
 
 /// The file in the data directory that names every bound address, for scripts and tests.
 pub const ADDRESSES_FILE: &str = "addresses.json";
+
+/// The server key client secrets are hashed under, in the data directory.
+pub const CLIENT_SECRET_KEY_FILE: &str = "secrets/client-secret.key";
 
 /// The addresses Warden actually listens on (port 0 in the settings becomes a real port here).
 #[derive(Clone, Debug)]
@@ -80,26 +85,6 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let store = open_store(settings).await?;
 
-    let mut registry = Registry::with_prefix("warden");
-    register_build_info(&mut registry);
-    let metrics = Arc::new(HttpMetrics::register(&mut registry));
-    let identity = Identity {
-        hasher: Hasher::new(HashCost::OWASP).context("cannot set up password hashing")?,
-        breached: Arc::new(CommonPasswords::builtin()),
-        clock,
-        session_lifetime: settings.session_lifetime,
-    };
-    let router = http_api::router(ApiContext {
-        store: store.clone(),
-        metrics,
-        registry: Arc::new(registry),
-        limits: Limits {
-            max_body_bytes: settings.max_body_bytes,
-            request_timeout: settings.request_timeout,
-        },
-        identity: Arc::new(identity),
-    });
-
     let https_listener = bind(settings.https_listen, "http.listen").await?;
     let https = https_listener.local_addr()?;
     let redirect_listener = match settings.redirect_listen {
@@ -118,6 +103,42 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         "https://{}/",
         authority(settings.tls.primary_hostname(), https.port())
     );
+
+    let clock_now = clock.now();
+    signing::ensure_signing_key(&store, clock_now).await?;
+    let issuer = settings
+        .oauth_issuer
+        .clone()
+        .unwrap_or_else(|| base_url.trim_end_matches('/').to_owned());
+    let oauth = OAuthSettings {
+        audience: format!("{issuer}/api"),
+        issuer,
+        access_token_lifetime: settings.access_token_lifetime,
+        secret_hasher: SecretHasher::new(signing::load_or_create_secret(
+            &data_dir.join(CLIENT_SECRET_KEY_FILE),
+        )?),
+    };
+
+    let mut registry = Registry::with_prefix("warden");
+    register_build_info(&mut registry);
+    let metrics = Arc::new(HttpMetrics::register(&mut registry));
+    let identity = Identity {
+        hasher: Hasher::new(HashCost::OWASP).context("cannot set up password hashing")?,
+        breached: Arc::new(CommonPasswords::builtin()),
+        clock,
+        session_lifetime: settings.session_lifetime,
+    };
+    let router = http_api::router(ApiContext {
+        store: store.clone(),
+        metrics,
+        registry: Arc::new(registry),
+        limits: Limits {
+            max_body_bytes: settings.max_body_bytes,
+            request_timeout: settings.request_timeout,
+        },
+        identity: Arc::new(identity),
+        oauth: Arc::new(oauth),
+    });
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -10,7 +10,9 @@
 //! Values cross the boundary as plain integers, text and bytes (sqlx's `Any` driver), so that one
 //! query serves both backends; timestamps are Unix milliseconds.
 
+mod clients;
 mod error;
+mod keys;
 mod migrate;
 mod sessions;
 mod throttle;
@@ -22,7 +24,9 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use clients::OAuthClients;
 pub use error::StoreError;
+pub use keys::SigningKeys;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
 pub use sessions::Sessions;
 pub use throttle::LoginThrottle;
@@ -122,6 +126,14 @@ impl Store {
 
     pub fn login_throttle(&self) -> LoginThrottle<'_> {
         LoginThrottle::new(&self.pool)
+    }
+
+    pub fn signing_keys(&self) -> SigningKeys<'_> {
+        SigningKeys::new(&self.pool)
+    }
+
+    pub fn oauth_clients(&self) -> OAuthClients<'_> {
+        OAuthClients::new(&self.pool)
     }
 
     /// Checks the database's own consistency.

@@ -28,13 +28,26 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_sessions_and_login_throttle.sql"),
         postgres: include_str!("../migrations/postgres/0002_sessions_and_login_throttle.sql"),
     },
+    Migration {
+        version: 3,
+        name: "signing_keys_and_oauth_clients",
+        sqlite: include_str!("../migrations/sqlite/0003_signing_keys_and_oauth_clients.sql"),
+        postgres: include_str!("../migrations/postgres/0003_signing_keys_and_oauth_clients.sql"),
+    },
 ];
 
 /// Every table the migrations create, for checks that walk them all.
-pub(crate) const TABLES: &[&str] = &["warden_schema", "users", "sessions", "login_throttle"];
+pub(crate) const TABLES: &[&str] = &[
+    "warden_schema",
+    "users",
+    "sessions",
+    "login_throttle",
+    "signing_keys",
+    "oauth_clients",
+];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 2;
+pub const LATEST_SCHEMA_VERSION: i64 = 3;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

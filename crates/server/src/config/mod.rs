@@ -31,7 +31,32 @@ pub struct Config {
     pub tls: TlsConfig,
     pub database: DatabaseConfig,
     pub accounts: AccountsConfig,
+    pub oauth: OAuthConfig,
     pub log: LogConfig,
+}
+
+/// The OAuth 2.0 / OpenID Connect authorization server.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// The issuer (`iss`) of every token and the base of the OAuth URLs, an https URL without a
+    /// trailing slash. Empty: `https://` + the first of `tls.hostnames` + the HTTPS port.
+    pub issuer: String,
+    /// How long an access token is valid, in seconds.
+    pub access_token_seconds: u64,
+    /// How long a new signing key is published in the JWKS before it signs, in seconds: at least as
+    /// long as token verifiers cache the JWKS.
+    pub key_publish_lead_seconds: u64,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            access_token_seconds: 600,
+            key_publish_lead_seconds: 3600,
+        }
+    }
 }
 
 /// Accounts and logins.
@@ -120,6 +145,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             database: DatabaseConfig::default(),
             accounts: AccountsConfig::default(),
+            oauth: OAuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -180,6 +206,10 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     pub session_lifetime: Duration,
+    /// `None`: derived from the bound address at start.
+    pub oauth_issuer: Option<String>,
+    pub access_token_lifetime: Duration,
+    pub key_publish_lead: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -317,6 +347,32 @@ impl Config {
                 "must be at most 2160 (90 days)",
             ));
         }
+        let oauth_issuer = match self.oauth.issuer.trim() {
+            "" => None,
+            issuer
+                if issuer.starts_with("https://") && !issuer.ends_with('/') && issuer.len() > 8 =>
+            {
+                Some(issuer.to_owned())
+            }
+            issuer => {
+                return Err(invalid(
+                    "oauth.issuer",
+                    format!(
+                        "{issuer:?} must be an https URL without a trailing slash, like https://warden.example.com"
+                    ),
+                ));
+            }
+        };
+        let access_token_seconds = positive(
+            "oauth.access_token_seconds",
+            self.oauth.access_token_seconds,
+        )?;
+        if access_token_seconds > 24 * 3600 {
+            return Err(invalid(
+                "oauth.access_token_seconds",
+                "must be at most 86400: access tokens are short-lived",
+            ));
+        }
 
         Ok(Settings {
             data_dir: self.data_dir.clone(),
@@ -333,6 +389,9 @@ impl Config {
             database_max_connections: self.database.max_connections,
             database_acquire_timeout,
             session_lifetime: Duration::from_secs(session_hours * 3600),
+            oauth_issuer,
+            access_token_lifetime: Duration::from_secs(access_token_seconds),
+            key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),
             log_format: self.log.format,
             log_level: self.log.level.clone(),
         })
@@ -458,6 +517,34 @@ mod tests {
         check(
             |c| c.data_dir = PathBuf::new(),
             Some(("data_dir", "directory")),
+        );
+        check(
+            |c| c.accounts.session_hours = 0,
+            Some(("accounts.session_hours", "greater than 0")),
+        );
+        check(
+            |c| c.accounts.session_hours = 10_000,
+            Some(("accounts.session_hours", "at most")),
+        );
+        check(
+            |c| c.oauth.issuer = "https://warden.example.com".into(),
+            None,
+        );
+        check(
+            |c| c.oauth.issuer = "http://warden.example.com".into(),
+            Some(("oauth.issuer", "https URL")),
+        );
+        check(
+            |c| c.oauth.issuer = "https://warden.example.com/".into(),
+            Some(("oauth.issuer", "trailing slash")),
+        );
+        check(
+            |c| c.oauth.access_token_seconds = 0,
+            Some(("oauth.access_token_seconds", "greater than 0")),
+        );
+        check(
+            |c| c.oauth.access_token_seconds = 90_000,
+            Some(("oauth.access_token_seconds", "at most")),
         );
     }
 

@@ -7,6 +7,7 @@ mod accounts;
 mod config;
 mod crash;
 mod http;
+mod oauth;
 mod readiness;
 mod storage;
 mod tls;

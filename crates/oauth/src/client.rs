@@ -1,0 +1,140 @@
+//! OAuth clients: who they are, what they may ask for, and how a confidential client proves it.
+//!
+//! Client secrets are 256 random bits made by Warden, so a fast keyed hash (HMAC-SHA256 under a
+//! server key) is enough to store them: there is nothing to guess, and without the key a stolen
+//! table cannot even be checked against candidates.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use model::Timestamp;
+use sha2::Sha256;
+
+use crate::scope::Scopes;
+
+/// Whether a client can keep a secret (a server) or not (a browser app, a CLI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    Confidential,
+    Public,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Confidential => "confidential",
+            ClientKind::Public => "public",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "confidential" => Some(ClientKind::Confidential),
+            "public" => Some(ClientKind::Public),
+            _ => None,
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub kind: ClientKind,
+    /// Hex HMAC of the secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub allowed_scopes: Scopes,
+    pub created_at: Timestamp,
+}
+
+/// A client secret as handed to its owner, once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub fn from_presented(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+/// Hashes client secrets under Warden's server key.
+#[derive(Clone)]
+pub struct SecretHasher {
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for SecretHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHasher(<key redacted>)")
+    }
+}
+
+impl SecretHasher {
+    pub fn new(key: Vec<u8>) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    }
+
+    pub fn hash(&self, secret: &ClientSecret) -> String {
+        let mut mac = self.mac();
+        mac.update(secret.as_str().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Constant-time comparison of a presented secret with a stored hash.
+    pub fn matches(&self, secret: &ClientSecret, stored_hash: &str) -> bool {
+        let Ok(expected) = hex::decode(stored_hash) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(secret.as_str().as_bytes());
+        mac.verify_slice(&expected).is_ok()
+    }
+}
+
+/// A new client id: unguessable, so that ids cannot be enumerated.
+pub fn generate_client_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("wc_{}", hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_match_only_their_own_hash_under_the_same_key() {
+        let hasher = SecretHasher::new(vec![7; 32]);
+        let secret = ClientSecret::generate();
+        let hash = hasher.hash(&secret);
+        assert!(hasher.matches(&secret, &hash));
+        assert!(!hasher.matches(&ClientSecret::generate(), &hash));
+        assert!(!SecretHasher::new(vec![8; 32]).matches(&secret, &hash));
+        assert!(!hasher.matches(&secret, "not hex"));
+        assert!(!format!("{secret:?}").contains(secret.as_str()));
+        assert!(generate_client_id().starts_with("wc_"));
+    }
+}

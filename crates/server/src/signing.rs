@@ -1,0 +1,71 @@
+//! Key material of the authorization server: the token signing keys in the database, and the
+//! server key that client secrets are hashed under.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use model::Timestamp;
+use store::Store;
+use tokens::keys::{KeyRing, SigningKey};
+
+/// Makes sure some key can sign now; on a fresh database, creates the first one.
+pub async fn ensure_signing_key(store: &Store, now: Timestamp) -> anyhow::Result<()> {
+    let keys = store
+        .signing_keys()
+        .all()
+        .await
+        .context("cannot read the signing keys")?;
+    if KeyRing::new(keys, Duration::ZERO).signer(now).is_none() {
+        let key = SigningKey::generate(now, now)?;
+        store
+            .signing_keys()
+            .insert(&key)
+            .await
+            .context("cannot store the signing key")?;
+        tracing::info!(kid = %key.kid, "created the first token signing key");
+    }
+    Ok(())
+}
+
+/// Publishes a new signing key that starts signing after `lead`; the current key keeps signing
+/// until then and stays published until its tokens have expired.
+pub async fn rotate_signing_key(
+    store: &Store,
+    now: Timestamp,
+    lead: Duration,
+) -> anyhow::Result<SigningKey> {
+    let key = SigningKey::generate(now, now.plus(lead))?;
+    store
+        .signing_keys()
+        .insert(&key)
+        .await
+        .context("cannot store the signing key")?;
+    Ok(key)
+}
+
+/// The server key for client-secret hashes: read from `path`, or made (32 random bytes, mode 0600)
+/// on first start. Replicas sharing one database must share this file.
+pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return hex_decode(text.trim())
+            .with_context(|| format!("{} is not a hex key", path.display()));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let key: [u8; 32] = rand::random();
+    let text: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+    crate::tls::write_atomically(path, &text, 0o600)?;
+    Ok(key.to_vec())
+}
+
+fn hex_decode(text: &str) -> anyhow::Result<Vec<u8>> {
+    if text.len() != 64 {
+        anyhow::bail!("expected 64 hex digits");
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).context("not hex"))
+        .collect()
+}

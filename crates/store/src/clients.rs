@@ -1,0 +1,72 @@
+//! OAuth clients.
+
+use model::Timestamp;
+use oauth::client::{Client, ClientKind};
+use oauth::scope::Scopes;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use crate::StoreError;
+
+/// The OAuth client table; obtained from [`crate::Store::oauth_clients`].
+#[derive(Debug)]
+pub struct OAuthClients<'a> {
+    pool: &'a AnyPool,
+}
+
+const COLUMNS: &str = "client_id, name, kind, secret_hash, allowed_scopes, created_at";
+
+impl<'a> OAuthClients<'a> {
+    pub(crate) fn new(pool: &'a AnyPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn insert(&self, client: &Client) -> Result<(), StoreError> {
+        let query =
+            format!("INSERT INTO oauth_clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        sqlx::query(&query)
+            .bind(&client.client_id)
+            .bind(&client.name)
+            .bind(client.kind.as_str())
+            .bind(client.secret_hash.clone())
+            .bind(client.allowed_scopes.to_string())
+            .bind(client.created_at.unix_millis())
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn by_id(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        let query = format!("SELECT {COLUMNS} FROM oauth_clients WHERE client_id = $1");
+        let row = sqlx::query(&query)
+            .bind(client_id)
+            .fetch_optional(self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub async fn all(&self) -> Result<Vec<Client>, StoreError> {
+        let query = format!("SELECT {COLUMNS} FROM oauth_clients ORDER BY created_at, client_id");
+        let rows = sqlx::query(&query).fetch_all(self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<Client, StoreError> {
+    let corrupt = |column: &'static str, reason: String| StoreError::CorruptValue {
+        table: "oauth_clients",
+        column,
+        reason,
+    };
+    let kind: String = row.try_get("kind")?;
+    let scopes: String = row.try_get("allowed_scopes")?;
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        kind: ClientKind::parse(&kind).ok_or_else(|| corrupt("kind", kind.clone()))?,
+        secret_hash: row.try_get("secret_hash")?,
+        allowed_scopes: Scopes::parse(&scopes)
+            .map_err(|e| corrupt("allowed_scopes", e.to_string()))?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+    })
+}

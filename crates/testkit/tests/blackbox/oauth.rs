@@ -1,0 +1,261 @@
+//! The OAuth token endpoint and the JWKS, driven by OAuth and JOSE libraries written by others
+//! (`oauth2`, `jsonwebtoken`), the way a service of the appliance maker would use them.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use model::Timestamp;
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use reqwest::StatusCode;
+use serde_json::Value;
+use testkit::{TestApp, warden_command};
+
+/// `warden admin …` against the app's data directory, as an operator would run it beside the server.
+fn admin(app: &TestApp, args: &[&str]) -> String {
+    let mut full = vec!["admin"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--data-dir", app.data_dir.path().to_str().unwrap()]);
+    let output = warden_command(&full).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn field<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+struct Registered {
+    id: String,
+    secret: String,
+}
+
+fn register_client(app: &TestApp, scope: &str) -> Registered {
+    let out = admin(
+        app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "fleet service",
+            "--scope",
+            scope,
+        ],
+    );
+    Registered {
+        id: field(&out, "client_id:").to_owned(),
+        secret: field(&out, "client_secret:").to_owned(),
+    }
+}
+
+/// An HTTP client for the oauth2 crate: trusts the app's CA and, as oauth2 requires, never
+/// follows redirects.
+fn http(app: &TestApp) -> reqwest::Client {
+    app.client.clone()
+}
+
+async fn client_credentials(
+    app: &TestApp,
+    client: &Registered,
+    secret: &str,
+    scopes: &[&str],
+) -> Result<
+    oauth2::basic::BasicTokenResponse,
+    RequestTokenError<oauth2::HttpClientError<reqwest::Error>, oauth2::basic::BasicErrorResponse>,
+> {
+    let oauth = BasicClient::new(ClientId::new(client.id.clone()))
+        .set_client_secret(ClientSecret::new(secret.to_owned()))
+        .set_token_uri(TokenUrl::new(app.url("/oauth2/token")).unwrap());
+    let mut request = oauth.exchange_client_credentials();
+    for scope in scopes {
+        request = request.add_scope(Scope::new((*scope).to_owned()));
+    }
+    request.request_async(&http(app)).await
+}
+
+/// Verifies `token` the way a resource server does: by the key the JWKS publishes for its `kid`.
+async fn verify_with_jwks(app: &TestApp, token: &str) -> Result<Value, String> {
+    let jwks: Value = app.get("/oauth2/jwks").await.json().await.unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kid"] == kid.as_str())
+        .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
+    let key =
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .unwrap();
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&[format!("{}/api", app.base_url)]);
+    validation.set_issuer(&[app.base_url.as_str()]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|error| error.to_string())
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_gets_a_signed_access_token_with_client_credentials() {
+    let app = TestApp::spawn().await;
+    let client = register_client(&app, "devices:read devices:write");
+    let response = client_credentials(&app, &client, &client.secret, &["devices:read"])
+        .await
+        .unwrap();
+    assert_eq!(response.expires_in(), Some(Duration::from_secs(600)));
+    let scopes: Vec<String> = response
+        .scopes()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(scopes, ["devices:read"]);
+
+    let token = response.access_token().secret();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let claims = verify_with_jwks(&app, token).await.unwrap();
+    assert_eq!(claims["client_id"], client.id.as_str());
+    assert_eq!(claims["sub"], client.id.as_str());
+    assert_eq!(claims["scope"], "devices:read");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+
+    // Without a scope it gets every machine scope it is allowed.
+    let all = client_credentials(&app, &client, &client.secret, &[])
+        .await
+        .unwrap();
+    let claims = verify_with_jwks(&app, all.access_token().secret())
+        .await
+        .unwrap();
+    assert_eq!(claims["scope"], "devices:read devices:write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_are_refused_with_the_exact_rfc_6749_error() {
+    let app = TestApp::spawn().await;
+    let client = register_client(&app, "devices:read");
+    let code_of =
+        |result: Result<_, RequestTokenError<_, oauth2::basic::BasicErrorResponse>>| match result {
+            Err(RequestTokenError::ServerResponse(response)) => response.error().clone(),
+            other => panic!(
+                "expected an OAuth error, got {:?}",
+                other.map(|_: oauth2::basic::BasicTokenResponse| ())
+            ),
+        };
+    let wrong_secret = client_credentials(&app, &client, "not-the-secret", &[]).await;
+    assert_eq!(code_of(wrong_secret), BasicErrorResponseType::InvalidClient);
+    let unknown = Registered {
+        id: "wc_unknown".into(),
+        secret: client.secret.clone(),
+    };
+    assert_eq!(
+        code_of(client_credentials(&app, &unknown, &client.secret, &[]).await),
+        BasicErrorResponseType::InvalidClient
+    );
+    let too_much = client_credentials(&app, &client, &client.secret, &["devices:write"]).await;
+    assert_eq!(code_of(too_much), BasicErrorResponseType::InvalidScope);
+    let made_up = client_credentials(&app, &client, &client.secret, &["devices:fly"]).await;
+    assert_eq!(code_of(made_up), BasicErrorResponseType::InvalidScope);
+
+    // A grant type Warden does not offer, and a wrong secret seen on the wire.
+    let response = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "x"),
+            ("password", "y"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let response = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&client.id, Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"warden\""
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+async fn token(app: &TestApp, client: &Registered) -> String {
+    let response = client_credentials(app, client, &client.secret, &[])
+        .await
+        .unwrap();
+    response.access_token().secret().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_keeps_issued_tokens_valid_and_retiring_a_key_invalidates_its_tokens() {
+    let app = TestApp::spawn().await;
+    let client = register_client(&app, "devices:read");
+    let before = token(&app, &client).await;
+    let first_kid = kid_of(&before);
+
+    let rotated = admin(&app, &["keys", "rotate"]);
+    assert!(rotated.contains("published key"), "{rotated}");
+    let jwks: Value = app.get("/oauth2/jwks").await.json().await.unwrap();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "the new key is published before it signs"
+    );
+    let still_old = token(&app, &client).await;
+    assert_eq!(
+        kid_of(&still_old),
+        first_kid,
+        "the new key does not sign before the publish lead"
+    );
+
+    // Just before the new key takes over, then just after.
+    let keys = app.warden.store.signing_keys().all().await.unwrap();
+    let takeover = keys
+        .iter()
+        .find(|key| key.kid != first_kid)
+        .unwrap()
+        .usable_from;
+    app.clock
+        .set(Timestamp::from_unix_millis(takeover.unix_millis() - 10_000));
+    let late_old = token(&app, &client).await;
+    app.clock
+        .set(Timestamp::from_unix_millis(takeover.unix_millis() + 10_000));
+    let new = token(&app, &client).await;
+    assert_ne!(kid_of(&new), first_kid, "the new key signs after the lead");
+    verify_with_jwks(&app, &new).await.unwrap();
+    verify_with_jwks(&app, &late_old)
+        .await
+        .expect("a token signed before the rotation still verifies");
+
+    // A compromised key is withdrawn at once: its unexpired tokens stop verifying.
+    admin(&app, &["keys", "retire", &first_kid]);
+    let error = verify_with_jwks(&app, &late_old).await.unwrap_err();
+    assert!(error.contains("not in the JWKS"), "{error}");
+    verify_with_jwks(&app, &new).await.unwrap();
+}

@@ -1,0 +1,237 @@
+//! Access tokens as JWTs in the RFC 9068 profile, signed with ES256.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use model::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyRing, SigningKey};
+
+/// The `typ` header RFC 9068 gives access tokens, so they cannot pass for ID tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Clock difference tolerated between issuer and verifier for `iat`.
+const ALLOWED_SKEW_SECONDS: i64 = 60;
+
+/// The claims of an access token (RFC 9068 section 2.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The user, or for client credentials the client itself.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    /// Space-separated scopes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+/// What a verifier requires besides a valid signature.
+#[derive(Clone, Debug)]
+pub struct Expectations<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token names no key, or a key that is not published (kid {kid:?})")]
+    UnknownKey { kid: Option<String> },
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token is not an access token (typ must be at+jwt)")]
+    WrongType,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token was issued by someone else")]
+    WrongIssuer,
+    #[error("the token is meant for another audience")]
+    WrongAudience,
+    #[error("cannot sign the token: {0}")]
+    Signing(String),
+}
+
+/// Signs `claims` with `key`.
+pub fn issue(key: &SigningKey, claims: &AccessClaims) -> Result<String, TokenError> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+    let encoding = EncodingKey::from_ec_pem(key.private_pem.as_bytes())
+        .map_err(|e| TokenError::Signing(e.to_string()))?;
+    jsonwebtoken::encode(&header, claims, &encoding).map_err(|e| TokenError::Signing(e.to_string()))
+}
+
+/// Checks signature, type, time (by `now`), issuer and audience.
+pub fn verify(
+    token: &str,
+    ring: &KeyRing,
+    now: Timestamp,
+    expected: &Expectations<'_>,
+) -> Result<AccessClaims, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if header.alg != Algorithm::ES256 {
+        return Err(TokenError::BadSignature);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.find_published(kid, now))
+        .ok_or(TokenError::UnknownKey {
+            kid: header.kid.clone(),
+        })?;
+    let decoding = DecodingKey::from_ec_components(&key.public_x, &key.public_y)
+        .map_err(|_| TokenError::BadSignature)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    // Time and audience are judged below against Warden's clock, not the system's.
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims = HashSet::new();
+    let data =
+        jsonwebtoken::decode::<AccessClaims>(token, &decoding, &validation).map_err(|error| {
+            match error.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            }
+        })?;
+    if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        return Err(TokenError::WrongType);
+    }
+    let claims = data.claims;
+    let now_seconds = now.unix_millis().div_euclid(1000);
+    if claims.exp <= now_seconds {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now_seconds + ALLOWED_SKEW_SECONDS {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if claims.iss != expected.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if claims.aud != expected.audience {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    const EXPECTED: Expectations<'static> = Expectations {
+        issuer: "https://warden.example",
+        audience: "warden-api",
+    };
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_millis(seconds * 1000)
+    }
+
+    fn claims(iat: i64, exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: EXPECTED.issuer.into(),
+            sub: "user-1".into(),
+            aud: EXPECTED.audience.into(),
+            exp,
+            iat,
+            jti: "jti-1".into(),
+            client_id: "console".into(),
+            scope: "openid devices:read".into(),
+        }
+    }
+
+    fn ring(keys: &[&SigningKey]) -> KeyRing {
+        KeyRing::new(
+            keys.iter().map(|k| (*k).clone()).collect(),
+            Duration::from_secs(3600),
+        )
+    }
+
+    fn check(token: &str, ring: &KeyRing, now: i64, expected: Result<(), TokenError>) {
+        assert_eq!(verify(token, ring, at(now), &EXPECTED).map(drop), expected);
+    }
+
+    #[test]
+    fn tokens_verify_only_when_everything_holds() {
+        let key = SigningKey::generate(at(0), at(0)).unwrap();
+        let other = SigningKey::generate(at(0), at(0)).unwrap();
+        let keys = ring(&[&key]);
+        let token = issue(&key, &claims(1000, 1600)).unwrap();
+
+        check(&token, &keys, 1000, Ok(()));
+        check(&token, &keys, 1599, Ok(()));
+        check(&token, &keys, 1600, Err(TokenError::Expired));
+        check(&token, &keys, 900, Err(TokenError::IssuedInFuture));
+        check(
+            &token,
+            &ring(&[&other]),
+            1000,
+            Err(TokenError::UnknownKey {
+                kid: Some(key.kid.clone()),
+            }),
+        );
+        check("not.a.jwt", &keys, 1000, Err(TokenError::Malformed));
+
+        let mut wrong_issuer = claims(1000, 1600);
+        wrong_issuer.iss = "https://evil.example".into();
+        check(
+            &issue(&key, &wrong_issuer).unwrap(),
+            &keys,
+            1000,
+            Err(TokenError::WrongIssuer),
+        );
+        let mut wrong_audience = claims(1000, 1600);
+        wrong_audience.aud = "other-api".into();
+        check(
+            &issue(&key, &wrong_audience).unwrap(),
+            &keys,
+            1000,
+            Err(TokenError::WrongAudience),
+        );
+    }
+
+    #[test]
+    fn a_tampered_payload_or_a_foreign_signature_is_refused() {
+        let key = SigningKey::generate(at(0), at(0)).unwrap();
+        let token = issue(&key, &claims(1000, 1600)).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        payload["sub"] = "admin".into();
+        let forged_payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+        let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        check(
+            &tampered,
+            &ring(&[&key]),
+            1000,
+            Err(TokenError::BadSignature),
+        );
+
+        // Another key signing under this key's kid.
+        let mut impostor = SigningKey::generate(at(0), at(0)).unwrap();
+        impostor.kid = key.kid.clone();
+        let forged = issue(&impostor, &claims(1000, 1600)).unwrap();
+        check(&forged, &ring(&[&key]), 1000, Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn the_header_names_the_key_and_the_access_token_type() {
+        let key = SigningKey::generate(at(0), at(0)).unwrap();
+        let header = jsonwebtoken::decode_header(&issue(&key, &claims(1, 2)).unwrap()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.alg, Algorithm::ES256);
+    }
+}
