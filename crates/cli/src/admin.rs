@@ -272,7 +272,19 @@ async fn clients(
             name,
             scope,
             public,
+            redirect_uris,
+            first_party,
         } => {
+            for uri in &redirect_uris {
+                let acceptable = uri.starts_with("https://")
+                    || uri.starts_with("http://127.0.0.1")
+                    || uri.starts_with("http://[::1]");
+                if !acceptable || uri.contains('#') || uri.chars().any(char::is_whitespace) {
+                    return Err(Failure::Input(anyhow::anyhow!(
+                        "redirect URI {uri:?}: use https://, or http://127.0.0.1/… for native apps, without a fragment"
+                    )));
+                }
+            }
             let name = name.trim().to_owned();
             if name.is_empty() || name.len() > 100 {
                 return Err(Failure::Input(anyhow::anyhow!(
@@ -294,6 +306,8 @@ async fn clients(
                 },
                 secret_hash: secret.as_ref().map(|secret| hasher.hash(secret)),
                 allowed_scopes,
+                redirect_uris,
+                first_party,
                 created_at: SystemClock.now(),
             };
             store

@@ -123,9 +123,16 @@ pub enum ClientsCommand {
         /// Space-separated scopes the client may ask for.
         #[arg(long, default_value = "")]
         scope: String,
-        /// A client that cannot keep a secret (browser app, CLI).
+        /// A client that cannot keep a secret (browser app, CLI); it must use PKCE.
         #[arg(long)]
         public: bool,
+        /// A redirect URI the authorization endpoint may send users back to (repeat for several).
+        /// Matched exactly; a loopback URI (http://127.0.0.1/path) matches any port.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// One of Warden's own clients: users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
     /// List clients.
     List,

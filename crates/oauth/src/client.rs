@@ -47,6 +47,10 @@ pub struct Client {
     /// Hex HMAC of the secret; `None` for public clients.
     pub secret_hash: Option<String>,
     pub allowed_scopes: Scopes,
+    /// Where the authorization endpoint may send the user back to (see [`crate::redirect`]).
+    pub redirect_uris: Vec<String>,
+    /// Warden's own clients (console, CLI) need no consent screen.
+    pub first_party: bool,
     pub created_at: Timestamp,
 }
 

@@ -77,6 +77,8 @@ mod tests {
             kind,
             secret_hash: (kind == ClientKind::Confidential).then(|| hasher.hash(secret)),
             allowed_scopes: Scopes::parse("openid devices:read devices:write").unwrap(),
+            redirect_uris: Vec::new(),
+            first_party: false,
             created_at: Timestamp::from_unix_millis(0),
         }
     }

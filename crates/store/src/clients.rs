@@ -14,7 +14,8 @@ pub struct OAuthClients<'a> {
     pool: &'a AnyPool,
 }
 
-const COLUMNS: &str = "client_id, name, kind, secret_hash, allowed_scopes, created_at";
+const COLUMNS: &str =
+    "client_id, name, kind, secret_hash, allowed_scopes, created_at, redirect_uris, first_party";
 
 impl<'a> OAuthClients<'a> {
     pub(crate) fn new(pool: &'a AnyPool) -> Self {
@@ -22,8 +23,9 @@ impl<'a> OAuthClients<'a> {
     }
 
     pub async fn insert(&self, client: &Client) -> Result<(), StoreError> {
-        let query =
-            format!("INSERT INTO oauth_clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let query = format!(
+            "INSERT INTO oauth_clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
         sqlx::query(&query)
             .bind(&client.client_id)
             .bind(&client.name)
@@ -31,6 +33,8 @@ impl<'a> OAuthClients<'a> {
             .bind(client.secret_hash.clone())
             .bind(client.allowed_scopes.to_string())
             .bind(client.created_at.unix_millis())
+            .bind(client.redirect_uris.join("\n"))
+            .bind(i64::from(client.first_party))
             .execute(self.pool)
             .await?;
         Ok(())
@@ -60,6 +64,8 @@ fn decode(row: &AnyRow) -> Result<Client, StoreError> {
     };
     let kind: String = row.try_get("kind")?;
     let scopes: String = row.try_get("allowed_scopes")?;
+    let redirect_uris: String = row.try_get("redirect_uris")?;
+    let first_party: i64 = row.try_get("first_party")?;
     Ok(Client {
         client_id: row.try_get("client_id")?,
         name: row.try_get("name")?,
@@ -67,6 +73,8 @@ fn decode(row: &AnyRow) -> Result<Client, StoreError> {
         secret_hash: row.try_get("secret_hash")?,
         allowed_scopes: Scopes::parse(&scopes)
             .map_err(|e| corrupt("allowed_scopes", e.to_string()))?,
+        redirect_uris: redirect_uris.lines().map(str::to_owned).collect(),
+        first_party: first_party != 0,
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
     })
 }

@@ -12,6 +12,7 @@
 
 mod clients;
 mod error;
+mod grants;
 mod keys;
 mod migrate;
 mod sessions;
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use clients::OAuthClients;
 pub use error::StoreError;
+pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
 pub use sessions::Sessions;
@@ -134,6 +136,10 @@ impl Store {
 
     pub fn oauth_clients(&self) -> OAuthClients<'_> {
         OAuthClients::new(&self.pool)
+    }
+
+    pub fn grants(&self) -> Grants<'_> {
+        Grants::new(&self.pool)
     }
 
     /// Checks the database's own consistency.

@@ -34,6 +34,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_signing_keys_and_oauth_clients.sql"),
         postgres: include_str!("../migrations/postgres/0003_signing_keys_and_oauth_clients.sql"),
     },
+    Migration {
+        version: 4,
+        name: "authorization_code_flow",
+        sqlite: include_str!("../migrations/sqlite/0004_authorization_code_flow.sql"),
+        postgres: include_str!("../migrations/postgres/0004_authorization_code_flow.sql"),
+    },
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -47,7 +53,7 @@ pub(crate) const TABLES: &[&str] = &[
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 3;
+pub const LATEST_SCHEMA_VERSION: i64 = 4;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -88,7 +88,67 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// The hidden CSRF field of the form on `path`, fetched as a browser would (which also
+    /// stores the CSRF cookie in the client).
+    pub async fn csrf(&self, path: &str) -> String {
+        let html = self.get(path).await.text().await.unwrap();
+        let marker = r#"name="csrf" value=""#;
+        let start = html.find(marker).expect("the form has a CSRF field") + marker.len();
+        html[start..start + 43].to_owned()
+    }
+
+    /// Fills in and sends the sign-up form.
+    pub async fn signup(&self, email: &str, password: &str) -> reqwest::Response {
+        let token = self.csrf("/signup").await;
+        self.client
+            .post(self.url("/signup"))
+            .form(&[("email", email), ("password", password), ("csrf", &token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Fills in and sends the login form, asking to go to `next` afterwards.
+    pub async fn login(&self, email: &str, password: &str, next: &str) -> reqwest::Response {
+        let token = self.csrf(&format!("/login?next={}", urlencode(next))).await;
+        self.client
+            .post(self.url("/login"))
+            .form(&[
+                ("email", email),
+                ("password", password),
+                ("csrf", &token),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs the client's browser session out.
+    pub async fn logout(&self) {
+        let token = self.csrf("/login").await;
+        let response = self
+            .client
+            .post(self.url("/logout"))
+            .form(&[("csrf", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    }
+
     pub async fn stop(self) {
         self.warden.shutdown().await;
     }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

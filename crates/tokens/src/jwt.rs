@@ -59,14 +59,49 @@ pub enum TokenError {
     Signing(String),
 }
 
-/// Signs `claims` with `key`.
+/// The claims of an OpenID Connect ID token (Core 1.0 section 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client the token is for.
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub at_hash: String,
+    pub azp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Signs access token `claims` with `key`.
 pub fn issue(key: &SigningKey, claims: &AccessClaims) -> Result<String, TokenError> {
+    sign(key, ACCESS_TOKEN_TYPE, claims)
+}
+
+/// Signs ID token `claims` with `key`.
+pub fn issue_id_token(key: &SigningKey, claims: &IdClaims) -> Result<String, TokenError> {
+    sign(key, "JWT", claims)
+}
+
+fn sign(key: &SigningKey, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(key.kid.clone());
-    header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+    header.typ = Some(typ.to_owned());
     let encoding = EncodingKey::from_ec_pem(key.private_pem.as_bytes())
         .map_err(|e| TokenError::Signing(e.to_string()))?;
     jsonwebtoken::encode(&header, claims, &encoding).map_err(|e| TokenError::Signing(e.to_string()))
+}
+
+/// `at_hash` for an ES256 ID token: the left half of the access token's SHA-256, base64url.
+pub fn at_hash(access_token: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(access_token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
 /// Checks signature, type, time (by `now`), issuer and audience.
@@ -224,6 +259,20 @@ mod tests {
         impostor.kid = key.kid.clone();
         let forged = issue(&impostor, &claims(1000, 1600)).unwrap();
         check(&forged, &ring(&[&key]), 1000, Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn at_hash_is_the_left_half_of_the_sha256() {
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        let expected = URL_SAFE_NO_PAD.encode(hex_bytes("ba7816bf8f01cfea414140de5dae2223"));
+        assert_eq!(at_hash("abc"), expected);
+    }
+
+    fn hex_bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]

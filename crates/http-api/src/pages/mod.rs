@@ -7,6 +7,8 @@
 
 mod accounts;
 
+pub(crate) use accounts::current_user;
+
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +45,7 @@ async fn stylesheet() -> Response {
 }
 
 /// A complete HTML page with the page CSP.
-fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -68,7 +70,7 @@ fn page(status: StatusCode, title: &str, body: Markup) -> Response {
 }
 
 /// The value of cookie `name` in the request, if any.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -80,7 +82,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// `Set-Cookie` for a host-only, HTTPS-only cookie script cannot read.
-fn set_cookie(
+pub(crate) fn set_cookie(
     name: &str,
     value: &str,
     same_site: &str,
@@ -92,7 +94,7 @@ fn set_cookie(
 }
 
 /// The CSRF token for a form: the one the browser holds, or a new one with the cookie to set.
-fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub(crate) fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookie(headers, CSRF_COOKIE).filter(|token| token.len() == 43) {
         Some(token) => (token.to_owned(), None),
         None => {
@@ -104,12 +106,12 @@ fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
 }
 
 /// Whether a submitted form carries the token its browser's cookie holds.
-fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
+pub(crate) fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
     cookie(headers, CSRF_COOKIE)
         .is_some_and(|token| ::accounts::session::constant_time_eq(token, submitted))
 }
 
-fn with_cookies(
+pub(crate) fn with_cookies(
     mut response: Response,
     cookies: impl IntoIterator<Item = HeaderValue>,
 ) -> Response {
@@ -119,11 +121,11 @@ fn with_cookies(
     response
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
 }
 
-fn forbidden_form() -> Response {
+pub(crate) fn forbidden_form() -> Response {
     page(
         StatusCode::FORBIDDEN,
         "Form expired",

@@ -9,40 +9,16 @@ use testkit::TestApp;
 
 const GOOD_PASSWORD: &str = "correct horse battery staple";
 
-/// The hidden CSRF field of the form on `path`, fetched like a browser (which also stores the
-/// CSRF cookie).
 async fn csrf(app: &TestApp, path: &str) -> String {
-    let html = app.get(path).await.text().await.unwrap();
-    let start = html
-        .find(r#"name="csrf" value=""#)
-        .expect("the form has a CSRF field")
-        + 19;
-    html[start..start + 43].to_owned()
+    app.csrf(path).await
 }
 
 async fn signup(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
-    let token = csrf(app, "/signup").await;
-    app.client
-        .post(app.url("/signup"))
-        .form(&[("email", email), ("password", password), ("csrf", &token)])
-        .send()
-        .await
-        .unwrap()
+    app.signup(email, password).await
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
-    let token = csrf(app, "/login").await;
-    app.client
-        .post(app.url("/login"))
-        .form(&[
-            ("email", email),
-            ("password", password),
-            ("csrf", &token),
-            ("next", "/account"),
-        ])
-        .send()
-        .await
-        .unwrap()
+    app.login(email, password, "/account").await
 }
 
 fn location(response: &reqwest::Response) -> &str {

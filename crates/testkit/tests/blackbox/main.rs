@@ -8,6 +8,7 @@ mod config;
 mod crash;
 mod http;
 mod oauth;
+mod oidc;
 mod readiness;
 mod storage;
 mod tls;

@@ -1,0 +1,106 @@
+//! The OAuth 2.0 endpoints: the token endpoint (client credentials so far) and the JWKS.
+//!
+//! Errors here use RFC 6749's shape (`{"error": "invalid_client", "error_description": "…"}`),
+//! which OAuth client libraries expect, instead of the API's own.
+
+use std::fmt;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use oauth::client::SecretHasher;
+use oauth::error::{ErrorCode, OAuthError};
+use serde_json::json;
+use tokens::keys::KeyRing;
+
+use crate::{ApiContext, ApiError};
+
+mod authorize;
+mod discovery;
+mod token;
+
+/// The authorization server's settings.
+#[derive(Clone)]
+pub struct OAuthSettings {
+    /// The `iss` of every token, and the base of every OAuth URL.
+    pub issuer: String,
+    /// The `aud` of access tokens for Warden's own API.
+    pub audience: String,
+    pub access_token_lifetime: Duration,
+    pub secret_hasher: SecretHasher,
+}
+
+impl fmt::Debug for OAuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthSettings")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthSettings {
+    /// How long a superseded signing key stays published: the longest token lifetime, plus a
+    /// margin for clocks and caches.
+    pub fn key_retention(&self) -> Duration {
+        self.access_token_lifetime + Duration::from_secs(300)
+    }
+}
+
+pub(crate) fn routes() -> Router<ApiContext> {
+    Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::configuration),
+        )
+        .route(
+            "/oauth2/authorize",
+            get(authorize::authorize).post(authorize::consent),
+        )
+        .route("/oauth2/token", post(token::token))
+        .route("/oauth2/jwks", get(discovery::jwks))
+        .route(
+            "/oauth2/userinfo",
+            get(discovery::userinfo).post(discovery::userinfo),
+        )
+}
+
+/// An RFC 6749 error response.
+pub(crate) struct OAuthErrorResponse(pub(crate) OAuthError);
+
+impl IntoResponse for OAuthErrorResponse {
+    fn into_response(self) -> Response {
+        let status = match self.0.code {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut response = (
+            status,
+            Json(json!({"error": self.0.code.as_str(), "error_description": self.0.description})),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"warden\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<OAuthError> for OAuthErrorResponse {
+    fn from(error: OAuthError) -> Self {
+        Self(error)
+    }
+}
+
+/// The signing keys as they are now in the database (a rotation by `warden admin keys rotate` in
+/// another process is seen at the next request).
+pub(crate) async fn key_ring(context: &ApiContext) -> Result<KeyRing, ApiError> {
+    let keys = context.store.signing_keys().all().await?;
+    Ok(KeyRing::new(keys, context.oauth.key_retention()))
+}

@@ -1,0 +1,444 @@
+//! The token endpoint (RFC 6749 section 3.2): client credentials, authorization code with PKCE,
+//! and refresh tokens that rotate on every use with reuse detection.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use model::{Timestamp, UserId};
+use oauth::client::{Client, ClientKind, ClientSecret};
+use oauth::error::{ErrorCode, OAuthError};
+use oauth::pkce::CodeChallenge;
+use oauth::scope::Scopes;
+use oauth::{grant, random_token, token_hash};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::{Redemption, RefreshRecord};
+use tokens::jwt::{self, AccessClaims, IdClaims};
+
+use super::{OAuthErrorResponse, key_ring};
+use crate::{ApiContext, ApiError};
+
+/// How long a refresh token lives when unused.
+const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A refresh token presented again within this window after its rotation is refused without
+/// revoking the grant: two tabs refreshing at once are not an attack.
+const REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    grant_type: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+}
+
+pub(crate) async fn token(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, ApiError> {
+    match issue(&context, &headers, form).await {
+        Ok(body) => Ok(Json(body).into_response()),
+        Err(Failure::OAuth(error)) => Ok(OAuthErrorResponse(error).into_response()),
+        Err(Failure::Api(error)) => Err(error),
+    }
+}
+
+enum Failure {
+    OAuth(OAuthError),
+    Api(ApiError),
+}
+
+impl From<OAuthError> for Failure {
+    fn from(error: OAuthError) -> Self {
+        Failure::OAuth(error)
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Api(error)
+    }
+}
+
+impl From<store::StoreError> for Failure {
+    fn from(error: store::StoreError) -> Self {
+        Failure::Api(error.into())
+    }
+}
+
+fn invalid_grant(description: &str) -> Failure {
+    OAuthError::new(ErrorCode::InvalidGrant, description).into()
+}
+
+async fn issue(
+    context: &ApiContext,
+    headers: &HeaderMap,
+    form: TokenForm,
+) -> Result<Value, Failure> {
+    let grant_type = form
+        .grant_type
+        .clone()
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
+    let client = authenticate(context, headers, &form).await?;
+    match grant_type.as_str() {
+        "client_credentials" => {
+            let scopes = grant::client_credentials(&client, form.scope.as_deref())?;
+            let (access_token, _) =
+                access_token(context, &client, &client.client_id, &scopes).await?;
+            Ok(access_token)
+        }
+        "authorization_code" => authorization_code(context, &client, &form).await,
+        "refresh_token" => refresh(context, &client, &form).await,
+        other => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {other:?} is not supported"),
+        )
+        .into()),
+    }
+}
+
+/// Who is asking: a confidential client proves it with its secret; a public client names itself
+/// and is held to PKCE and its redirect URIs instead.
+async fn authenticate(
+    context: &ApiContext,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Client, Failure> {
+    let (client_id, secret) = client_credentials_of(headers, form)?;
+    let client = context.store.oauth_clients().by_id(&client_id).await?;
+    match &client {
+        Some(client) if client.kind == ClientKind::Public && secret.is_none() => Ok(client.clone()),
+        _ => {
+            grant::authenticate_client(
+                client.as_ref(),
+                secret.as_ref(),
+                &context.oauth.secret_hasher,
+            )?;
+            client.ok_or_else(|| {
+                OAuthError::new(ErrorCode::InvalidClient, "client authentication failed").into()
+            })
+        }
+    }
+}
+
+async fn authorization_code(
+    context: &ApiContext,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<Value, Failure> {
+    let code = form
+        .code
+        .as_deref()
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "code is required"))?;
+    let now = context.identity.clock.now();
+    let record = match context
+        .store
+        .grants()
+        .redeem_code(&token_hash(code), now)
+        .await?
+    {
+        Redemption::Fresh(record) => record,
+        Redemption::Replayed(record, _) | Redemption::Revoked(record) => {
+            // A code used twice means it leaked: withdraw everything the first use issued.
+            let revoked = context
+                .store
+                .grants()
+                .revoke_grant(&record.grant_id, now)
+                .await?;
+            tracing::warn!(client_id = %record.client_id, revoked, "authorization code reused; its grant is revoked");
+            return Err(invalid_grant(
+                "the authorization code was already used; its tokens are revoked",
+            ));
+        }
+        Redemption::NotFound => return Err(invalid_grant("unknown authorization code")),
+    };
+    if record.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if record.expires_at <= now {
+        return Err(invalid_grant("the authorization code has expired"));
+    }
+    if form.redirect_uri.as_deref() != Some(record.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    match (&record.code_challenge, form.code_verifier.as_deref()) {
+        (Some(challenge), Some(verifier))
+            if CodeChallenge::from_stored(challenge.clone()).is_met_by(verifier) => {}
+        (Some(_), _) => {
+            return Err(invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        (None, Some(_)) => return Err(invalid_grant("no code_challenge was sent for this code")),
+        (None, None) => {}
+    }
+    let scopes = Scopes::parse(&record.scope).map_err(|e| invalid_grant(&e.to_string()))?;
+    let subject = record.user_id.to_string();
+    let (mut body, access) = access_token(context, client, &subject, &scopes).await?;
+    if scopes.contains("openid") {
+        let id_token = id_token(
+            context,
+            client,
+            record.user_id,
+            &access,
+            record.nonce.clone(),
+            &scopes,
+            record.created_at,
+        )
+        .await?;
+        body["id_token"] = id_token.into();
+    }
+    if scopes.contains("offline_access") || client.first_party {
+        let refresh = new_refresh_token(
+            context,
+            client,
+            record.user_id,
+            &record.grant_id,
+            &scopes,
+            now,
+        )
+        .await?;
+        body["refresh_token"] = refresh.into();
+    }
+    tracing::info!(client_id = %client.client_id, user_id = %record.user_id, "authorization code exchanged");
+    Ok(body)
+}
+
+async fn refresh(
+    context: &ApiContext,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<Value, Failure> {
+    let presented = form
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
+    let now = context.identity.clock.now();
+    let record = match context
+        .store
+        .grants()
+        .use_refresh(&token_hash(presented), now)
+        .await?
+    {
+        Redemption::Fresh(record) => record,
+        Redemption::Replayed(record, used_at) => {
+            if now < used_at.plus(REFRESH_REUSE_GRACE) {
+                return Err(invalid_grant(
+                    "the refresh token was just rotated; use the new one",
+                ));
+            }
+            let revoked = context
+                .store
+                .grants()
+                .revoke_grant(&record.grant_id, now)
+                .await?;
+            tracing::warn!(client_id = %record.client_id, revoked, "refresh token reused; its grant is revoked");
+            return Err(invalid_grant(
+                "the refresh token was already used; the grant is revoked",
+            ));
+        }
+        Redemption::Revoked(_) => return Err(invalid_grant("the refresh token was revoked")),
+        Redemption::NotFound => return Err(invalid_grant("unknown refresh token")),
+    };
+    if record.client_id != client.client_id {
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if record.expires_at <= now {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    let granted = Scopes::parse(&record.scope).map_err(|e| invalid_grant(&e.to_string()))?;
+    let scopes = match form.scope.as_deref() {
+        Some(requested) => {
+            let requested = Scopes::parse(requested)
+                .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
+            if !requested.is_subset_of(&granted) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "a refresh cannot widen the grant",
+                )
+                .into());
+            }
+            requested
+        }
+        None => granted,
+    };
+    let (mut body, _) = access_token(context, client, &record.user_id.to_string(), &scopes).await?;
+    let refresh = new_refresh_token(
+        context,
+        client,
+        record.user_id,
+        &record.grant_id,
+        &scopes,
+        now,
+    )
+    .await?;
+    body["refresh_token"] = refresh.into();
+    Ok(body)
+}
+
+async fn new_refresh_token(
+    context: &ApiContext,
+    client: &Client,
+    user_id: UserId,
+    grant_id: &str,
+    scopes: &Scopes,
+    now: Timestamp,
+) -> Result<String, Failure> {
+    let token = random_token();
+    context
+        .store
+        .grants()
+        .insert_refresh(&RefreshRecord {
+            token_hash: token_hash(&token),
+            grant_id: grant_id.to_owned(),
+            client_id: client.client_id.clone(),
+            user_id,
+            scope: scopes.to_string(),
+            created_at: now,
+            expires_at: now.plus(REFRESH_TOKEN_LIFETIME),
+        })
+        .await?;
+    Ok(token)
+}
+
+/// A signed access token for `subject`, and the response body that carries it.
+async fn access_token(
+    context: &ApiContext,
+    client: &Client,
+    subject: &str,
+    scopes: &Scopes,
+) -> Result<(Value, String), Failure> {
+    let now = context.identity.clock.now();
+    let ring = key_ring(context).await?;
+    let signer = ring.signer(now).ok_or(ApiError::Unavailable {
+        what: "token signing",
+    })?;
+    let lifetime = context.oauth.access_token_lifetime;
+    let issued_at = now.unix_millis().div_euclid(1000);
+    let claims = AccessClaims {
+        iss: context.oauth.issuer.clone(),
+        sub: subject.to_owned(),
+        aud: context.oauth.audience.clone(),
+        iat: issued_at,
+        exp: issued_at + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.client_id.clone(),
+        scope: scopes.to_string(),
+    };
+    let token = jwt::issue(signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": lifetime.as_secs(),
+    });
+    if !claims.scope.is_empty() {
+        body["scope"] = claims.scope.into();
+    }
+    Ok((body, token))
+}
+
+async fn id_token(
+    context: &ApiContext,
+    client: &Client,
+    user_id: UserId,
+    access_token: &str,
+    nonce: Option<String>,
+    scopes: &Scopes,
+    auth_time: Timestamp,
+) -> Result<String, Failure> {
+    let now = context.identity.clock.now();
+    let ring = key_ring(context).await?;
+    let signer = ring.signer(now).ok_or(ApiError::Unavailable {
+        what: "token signing",
+    })?;
+    let email = if scopes.contains("email") {
+        context
+            .store
+            .users()
+            .by_id(user_id)
+            .await?
+            .map(|user| user.email.to_string())
+    } else {
+        None
+    };
+    let issued_at = now.unix_millis().div_euclid(1000);
+    let claims = IdClaims {
+        iss: context.oauth.issuer.clone(),
+        sub: user_id.to_string(),
+        aud: client.client_id.clone(),
+        exp: issued_at
+            + i64::try_from(context.oauth.access_token_lifetime.as_secs()).unwrap_or(i64::MAX),
+        iat: issued_at,
+        auth_time: auth_time.unix_millis().div_euclid(1000),
+        nonce,
+        at_hash: jwt::at_hash(access_token),
+        azp: client.client_id.clone(),
+        email,
+    };
+    Ok(
+        jwt::issue_id_token(signer, &claims)
+            .map_err(|error| ApiError::Internal(Box::new(error)))?,
+    )
+}
+
+/// The client's id and secret, from HTTP Basic (`client_secret_basic`, RFC 6749 section 2.3.1, with
+/// form-encoded parts) or the form (`client_secret_post`, or a public client's bare `client_id`).
+fn client_credentials_of(
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<(String, Option<ClientSecret>), OAuthError> {
+    let invalid = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "));
+    match (basic, &form.client_id) {
+        (Some(_), Some(_)) if form.client_secret.is_some() => Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "use one client authentication method, not two",
+        )),
+        (Some(encoded), _) => {
+            let decoded = STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| invalid("malformed Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| invalid("malformed Basic credentials"))?;
+            Ok((
+                form_decode(id),
+                Some(ClientSecret::from_presented(&form_decode(secret))),
+            ))
+        }
+        (None, Some(id)) => Ok((
+            id.clone(),
+            form.client_secret
+                .as_deref()
+                .map(ClientSecret::from_presented),
+        )),
+        (None, None) => Err(invalid("client authentication is required")),
+    }
+}
+
+/// RFC 6749 has clients form-encode id and secret before Basic encoding.
+fn form_decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map_or_else(|_| text.to_owned(), |decoded| decoded.into_owned())
+}

@@ -1,0 +1,456 @@
+//! The whole OpenID Connect flow driven by the `openidconnect` crate, a client library written by
+//! others: discovery, login through the HTML form, authorization code with PKCE, ID token
+//! verification against the JWKS, userinfo, refresh rotation. And the refusals, each with its
+//! exact error.
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+use testkit::{TestApp, warden_command};
+
+const PASSWORD: &str = "correct horse battery staple";
+const REDIRECT: &str = "http://127.0.0.1:8765/callback";
+
+/// Registers the console-like first-party public client and returns its id.
+fn register_public_client(app: &TestApp, first_party: bool) -> String {
+    let mut args = vec![
+        "admin",
+        "clients",
+        "create",
+        "--name",
+        "Warden console",
+        "--public",
+        "--scope",
+        "openid email offline_access devices:read",
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+        "--data-dir",
+        app.data_dir.path().to_str().unwrap(),
+    ];
+    if first_party {
+        args.push("--first-party");
+    }
+    let output = warden_command(&args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+async fn discover(app: &TestApp, client_id: &str) -> Client {
+    let metadata = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(app.base_url.clone()).unwrap(),
+        &app.client,
+    )
+    .await
+    .expect("discovery");
+    CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.to_owned()), None)
+        .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).unwrap())
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Follows the authorization request like a browser: to the login form if there is no session yet,
+/// logs in, and back; returns the URL the client was redirected to.
+async fn authorize_in_browser(app: &TestApp, authorize_url: &str) -> String {
+    let first = app.client.get(authorize_url).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let login_page = location(&first);
+    if !login_page.starts_with("/login?next=") {
+        return login_page;
+    }
+    let next = query_param(&app.url(&login_page), "next").unwrap();
+    let logged_in = app.login("ada@example.com", PASSWORD, &next).await;
+    assert_eq!(logged_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&logged_in), next);
+    let back = app.client.get(app.url(&next)).send().await.unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    location(&back)
+}
+
+struct Started {
+    url: String,
+    state: CsrfToken,
+    nonce: Nonce,
+    verifier: PkceCodeVerifier,
+}
+
+fn start(client: &Client, scopes: &[&str]) -> Started {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client.authorize_url(
+        CoreAuthenticationFlow::AuthorizationCode,
+        CsrfToken::new_random,
+        Nonce::new_random,
+    );
+    for scope in scopes {
+        request = request.add_scope(Scope::new((*scope).to_owned()));
+    }
+    let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+    Started {
+        url: url.to_string(),
+        state,
+        nonce,
+        verifier,
+    }
+}
+
+async fn user_app() -> TestApp {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.signup("ada@example.com", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    app.logout().await;
+    app
+}
+
+fn oauth_error<T: std::fmt::Debug, RE: std::error::Error + 'static>(
+    result: Result<
+        T,
+        RequestTokenError<
+            RE,
+            openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+        >,
+    >,
+) -> String {
+    match result {
+        Err(RequestTokenError::ServerResponse(response)) => response.error().to_string(),
+        other => panic!("expected an OAuth error response, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    let client = discover(&app, &client_id).await;
+    let started = start(&client, &["email", "offline_access"]);
+
+    let redirected = authorize_in_browser(&app, &started.url).await;
+    assert!(redirected.starts_with(REDIRECT), "{redirected}");
+    assert_eq!(
+        query_param(&redirected, "state").as_deref(),
+        Some(started.state.secret().as_str())
+    );
+    assert_eq!(
+        query_param(&redirected, "iss").as_deref(),
+        Some(app.base_url.as_str())
+    );
+    let code = query_param(&redirected, "code").unwrap();
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(started.verifier)
+        .request_async(&app.client)
+        .await
+        .expect("the code exchange");
+    // The library checks the signature against the JWKS, iss, aud, exp, nonce and at_hash.
+    let id_token = tokens.id_token().expect("an ID token");
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &started.nonce)
+        .expect("a valid ID token");
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@example.com"));
+    let access = tokens.access_token().clone();
+    assert_eq!(
+        *id_token.signing_alg().unwrap(),
+        openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256
+    );
+
+    let userinfo: CoreUserInfoClaims = client
+        .user_info(access.clone(), None)
+        .unwrap()
+        .request_async(&app.client)
+        .await
+        .expect("userinfo");
+    assert_eq!(userinfo.subject(), claims.subject());
+    assert_eq!(
+        userinfo.email().map(|e| e.as_str()),
+        Some("ada@example.com")
+    );
+
+    // Refresh rotates the refresh token.
+    let first_refresh = tokens.refresh_token().expect("a refresh token").clone();
+    let refreshed = client
+        .exchange_refresh_token(&first_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await
+        .expect("refresh");
+    let second_refresh = refreshed
+        .refresh_token()
+        .expect("a rotated refresh token")
+        .clone();
+    assert_ne!(second_refresh.secret(), first_refresh.secret());
+
+    // Reuse of the old refresh token after the grace window revokes the whole family.
+    app.clock.advance(std::time::Duration::from_secs(11));
+    let reuse = client
+        .exchange_refresh_token(&first_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(reuse), "invalid_grant");
+    let after = client
+        .exchange_refresh_token(&second_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(after), "invalid_grant", "the family is revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_first_tokens() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    let client = discover(&app, &client_id).await;
+
+    // Wrong verifier.
+    let started = start(&client, &["offline_access"]);
+    let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
+    let wrong = PkceCodeVerifier::new("x".repeat(64));
+    let result = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(wrong)
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(result), "invalid_grant");
+
+    // A code used twice: the second use fails and revokes what the first issued.
+    let started = start(&client, &["offline_access"]);
+    let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
+    let verifier = started.verifier.secret().clone();
+    let first = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .unwrap()
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.clone()))
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    let second = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(second), "invalid_grant");
+    let refresh = first.refresh_token().unwrap();
+    let revoked = client
+        .exchange_refresh_token(refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(revoked), "invalid_grant");
+
+    // An expired code.
+    let started = start(&client, &[]);
+    let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
+    app.clock.advance(std::time::Duration::from_secs(61));
+    let late = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(started.verifier)
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(late), "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_authorization_requests_get_the_right_answer() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    app.login("ada@example.com", PASSWORD, "/account").await;
+    let authorize = |query: &str| {
+        app.client
+            .get(app.url(&format!("/oauth2/authorize?{query}")))
+            .send()
+    };
+    let base = format!(
+        "response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&state=s1"
+    );
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    // Unregistered redirect URI and unknown client: an error page, never a redirect.
+    let response = authorize(&format!("response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&code_challenge={challenge}&code_challenge_method=S256")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("location").is_none());
+    let response = authorize(
+        "response_type=code&client_id=wc_nobody&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback",
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // Everything else is reported at the redirect URI, with the state.
+    let cases = [
+        (
+            format!("{base}&code_challenge={challenge}&code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (base.clone(), "invalid_request"),
+        (
+            format!("{base}&code_challenge={challenge}&code_challenge_method=S256&scope=admin"),
+            "invalid_scope",
+        ),
+        (
+            format!(
+                "{base}&code_challenge={challenge}&code_challenge_method=S256&scope=devices%3Afly"
+            ),
+            "invalid_scope",
+        ),
+        (
+            base.replace("response_type=code", "response_type=token")
+                + &format!("&code_challenge={challenge}&code_challenge_method=S256"),
+            "unsupported_response_type",
+        ),
+    ];
+    for (query, expected) in cases {
+        let response = authorize(&query).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{query}");
+        let target = location(&response);
+        assert!(
+            target.starts_with("http://127.0.0.1:9/callback?"),
+            "{target}"
+        );
+        assert_eq!(
+            query_param(&target, "error").as_deref(),
+            Some(expected),
+            "{query}"
+        );
+        assert_eq!(query_param(&target, "state").as_deref(), Some("s1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_party_clients_need_consent_and_a_denial_is_reported() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, false);
+    let client = discover(&app, &client_id).await;
+    let started = start(&client, &["devices:read"]);
+    app.login("ada@example.com", PASSWORD, "/account").await;
+    let page = app.client.get(&started.url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Allow Warden console to use your Warden account?"),
+        "{html}"
+    );
+    assert!(html.contains("devices:read"));
+
+    let form = |decision: &'static str, html: &str| {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for chunk in html.split("<input type=\"hidden\" name=\"").skip(1) {
+            let (name, rest) = chunk.split_once('"').unwrap();
+            let value = rest
+                .split("value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            fields.push((name.to_owned(), value.replace("&amp;", "&")));
+        }
+        fields.push(("decision".into(), decision.into()));
+        fields
+    };
+    let denied = app
+        .client
+        .post(app.url("/oauth2/authorize"))
+        .form(&form("deny", &html))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        query_param(&location(&denied), "error").as_deref(),
+        Some("access_denied")
+    );
+    let allowed = app
+        .client
+        .post(app.url("/oauth2/authorize"))
+        .form(&form("allow", &html))
+        .send()
+        .await
+        .unwrap();
+    let target = location(&allowed);
+    assert!(query_param(&target, "code").is_some(), "{target}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_refuses_missing_tampered_and_expired_tokens() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    let client = discover(&app, &client_id).await;
+    let started = start(&client, &[]);
+    let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(started.verifier)
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    let token = tokens.access_token().secret().clone();
+
+    let call = |bearer: Option<String>| {
+        let mut request = app.client.get(app.url("/oauth2/userinfo"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+    assert_eq!(
+        call(Some(token.clone())).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let missing = call(None).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        missing.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+    let mut tampered = token.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let body: Value = call(Some(tampered)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+    app.clock.advance(std::time::Duration::from_secs(601));
+    let expired: Value = call(Some(token)).await.unwrap().json().await.unwrap();
+    assert_eq!(expired["error_description"], "the token has expired");
+}
