@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use accounts::breached::CommonPasswords;
 use accounts::password::{HashCost, Hasher};
@@ -122,6 +123,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
     let metrics = Arc::new(HttpMetrics::register(&mut registry));
+    let identity_clock = clock.clone();
     let identity = Identity {
         hasher: Hasher::new(HashCost::OWASP).context("cannot set up password hashing")?,
         breached: Arc::new(CommonPasswords::builtin()),
@@ -158,6 +160,11 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             settings.shutdown_grace,
         ));
     }
+    tasks.spawn(purge_periodically(
+        store.clone(),
+        identity_clock,
+        shutdown.clone(),
+    ));
     write_addresses(data_dir, &addresses)?;
     tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, "Warden is listening");
     Ok(RunningWarden {
@@ -265,6 +272,27 @@ fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow:
     let path = data_dir.join(ADDRESSES_FILE);
     tls::write_atomically(&path, &serde_json::to_string_pretty(&map)?, 0o644)?;
     Ok(path)
+}
+
+/// How often expired sessions, codes and tokens are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// Login failures are remembered this long (the throttle's memory).
+const THROTTLE_MEMORY: Duration = Duration::from_secs(3600);
+
+/// Deletes expired rows every [`PURGE_INTERVAL`] until shutdown, so that tables stay bounded.
+async fn purge_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    let memory = i64::try_from(THROTTLE_MEMORY.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        match store.purge_expired(clock.now(), memory).await {
+            Ok(report) if report.total() > 0 => tracing::info!(?report, "purged expired rows"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "purging expired rows failed; will retry"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(PURGE_INTERVAL) => {}
+        }
+    }
 }
 
 fn register_build_info(registry: &mut Registry) {

@@ -171,16 +171,73 @@ impl<'a> Grants<'a> {
         ))
     }
 
-    /// Revokes every refresh token of a grant; returns how many were still live.
+    /// Revokes a grant: every refresh token of it, and (through [`Grants::is_revoked`]) every
+    /// access token issued under it. Returns how many refresh tokens were still live.
     pub async fn revoke_grant(&self, grant_id: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_grants (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(now.unix_millis())
+        .execute(&mut *tx)
+        .await?;
         let result = sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
         )
         .bind(now.unix_millis())
         .bind(grant_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn is_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM revoked_grants WHERE grant_id = $1")
+                .bind(grant_id)
+                .fetch_one(self.pool)
+                .await?;
+        Ok(count > 0)
+    }
+
+    /// Revokes one access token by its `jti`, until `expires_at`.
+    pub async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at.unix_millis())
         .execute(self.pool)
         .await?;
-        Ok(result.rows_affected())
+        Ok(())
+    }
+
+    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM revoked_access_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_one(self.pool)
+                .await?;
+        Ok(count > 0)
+    }
+
+    /// A refresh token by the hash of its secret, whatever its state.
+    pub async fn refresh_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        let query = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1");
+        let row = sqlx::query(&query)
+            .bind(token_hash)
+            .fetch_optional(self.pool)
+            .await?;
+        row.as_ref().map(decode_refresh).transpose()
     }
 }
 

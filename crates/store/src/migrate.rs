@@ -40,6 +40,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_authorization_code_flow.sql"),
         postgres: include_str!("../migrations/postgres/0004_authorization_code_flow.sql"),
     },
+    Migration {
+        version: 5,
+        name: "revocation",
+        sqlite: include_str!("../migrations/sqlite/0005_revocation.sql"),
+        postgres: include_str!("../migrations/postgres/0005_revocation.sql"),
+    },
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -53,7 +59,7 @@ pub(crate) const TABLES: &[&str] = &[
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 4;
+pub const LATEST_SCHEMA_VERSION: i64 = 5;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

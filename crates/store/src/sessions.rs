@@ -59,13 +59,4 @@ impl<'a> Sessions<'a> {
             .await?;
         Ok(())
     }
-
-    /// Removes sessions that expired before `now`; returns how many.
-    pub async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now.unix_millis())
-            .execute(self.pool)
-            .await?;
-        Ok(result.rows_affected())
-    }
 }

@@ -28,6 +28,9 @@ pub struct AccessClaims {
     /// Space-separated scopes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// The authorization grant the token was issued under, so that revoking the grant revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
 }
 
 /// What a verifier requires besides a valid signature.
@@ -184,6 +187,7 @@ mod tests {
             jti: "jti-1".into(),
             client_id: "console".into(),
             scope: "openid devices:read".into(),
+            gid: None,
         }
     }
 

@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oauth::scope::{KNOWN_SCOPES, Scopes};
 use serde_json::json;
-use tokens::jwt::{self, Expectations};
 
 use super::key_ring;
 use crate::{ApiContext, ApiError};
@@ -20,6 +19,8 @@ pub(crate) async fn configuration(State(context): State<ApiContext>) -> Json<ser
         "token_endpoint": format!("{issuer}/oauth2/token"),
         "userinfo_endpoint": format!("{issuer}/oauth2/userinfo"),
         "jwks_uri": format!("{issuer}/oauth2/jwks"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "scopes_supported": KNOWN_SCOPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -72,15 +73,9 @@ pub(crate) async fn userinfo(
     else {
         return refuse("a Bearer access token is required");
     };
-    let ring = key_ring(&context).await?;
-    let now = context.identity.clock.now();
-    let expected = Expectations {
-        issuer: &context.oauth.issuer,
-        audience: &context.oauth.audience,
-    };
-    let claims = match jwt::verify(token.trim(), &ring, now, &expected) {
+    let claims = match super::revocation::active_claims(&context, token).await? {
         Ok(claims) => claims,
-        Err(error) => return refuse(&error.to_string()),
+        Err(why) => return refuse(&why),
     };
     let scopes = Scopes::parse(&claims.scope).unwrap_or_default();
     if !scopes.contains("openid") {

@@ -19,6 +19,7 @@ use crate::{ApiContext, ApiError};
 
 mod authorize;
 mod discovery;
+mod revocation;
 mod token;
 
 /// The authorization server's settings.
@@ -62,6 +63,8 @@ pub(crate) fn routes() -> Router<ApiContext> {
         )
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/jwks", get(discovery::jwks))
+        .route("/oauth2/introspect", post(revocation::introspect))
+        .route("/oauth2/revoke", post(revocation::revoke))
         .route(
             "/oauth2/userinfo",
             get(discovery::userinfo).post(discovery::userinfo),

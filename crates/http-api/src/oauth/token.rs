@@ -53,7 +53,7 @@ pub(crate) async fn token(
     }
 }
 
-enum Failure {
+pub(super) enum Failure {
     OAuth(OAuthError),
     Api(ApiError),
 }
@@ -89,12 +89,18 @@ async fn issue(
         .grant_type
         .clone()
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
-    let client = authenticate(context, headers, &form).await?;
+    let client = authenticate(
+        context,
+        headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
     match grant_type.as_str() {
         "client_credentials" => {
             let scopes = grant::client_credentials(&client, form.scope.as_deref())?;
             let (access_token, _) =
-                access_token(context, &client, &client.client_id, &scopes).await?;
+                access_token(context, &client, &client.client_id, &scopes, None).await?;
             Ok(access_token)
         }
         "authorization_code" => authorization_code(context, &client, &form).await,
@@ -109,12 +115,13 @@ async fn issue(
 
 /// Who is asking: a confidential client proves it with its secret; a public client names itself
 /// and is held to PKCE and its redirect URIs instead.
-async fn authenticate(
+pub(super) async fn authenticate(
     context: &ApiContext,
     headers: &HeaderMap,
-    form: &TokenForm,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
 ) -> Result<Client, Failure> {
-    let (client_id, secret) = client_credentials_of(headers, form)?;
+    let (client_id, secret) = client_credentials_of(headers, client_id, client_secret)?;
     let client = context.store.oauth_clients().by_id(&client_id).await?;
     match &client {
         Some(client) if client.kind == ClientKind::Public && secret.is_none() => Ok(client.clone()),
@@ -186,7 +193,8 @@ async fn authorization_code(
     }
     let scopes = Scopes::parse(&record.scope).map_err(|e| invalid_grant(&e.to_string()))?;
     let subject = record.user_id.to_string();
-    let (mut body, access) = access_token(context, client, &subject, &scopes).await?;
+    let (mut body, access) =
+        access_token(context, client, &subject, &scopes, Some(&record.grant_id)).await?;
     if scopes.contains("openid") {
         let id_token = id_token(
             context,
@@ -276,7 +284,14 @@ async fn refresh(
         }
         None => granted,
     };
-    let (mut body, _) = access_token(context, client, &record.user_id.to_string(), &scopes).await?;
+    let (mut body, _) = access_token(
+        context,
+        client,
+        &record.user_id.to_string(),
+        &scopes,
+        Some(&record.grant_id),
+    )
+    .await?;
     let refresh = new_refresh_token(
         context,
         client,
@@ -321,6 +336,7 @@ async fn access_token(
     client: &Client,
     subject: &str,
     scopes: &Scopes,
+    grant_id: Option<&str>,
 ) -> Result<(Value, String), Failure> {
     let now = context.identity.clock.now();
     let ring = key_ring(context).await?;
@@ -338,6 +354,7 @@ async fn access_token(
         jti: uuid::Uuid::new_v4().to_string(),
         client_id: client.client_id.clone(),
         scope: scopes.to_string(),
+        gid: grant_id.map(str::to_owned),
     };
     let token = jwt::issue(signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
     let mut body = json!({
@@ -399,15 +416,16 @@ async fn id_token(
 /// form-encoded parts) or the form (`client_secret_post`, or a public client's bare `client_id`).
 fn client_credentials_of(
     headers: &HeaderMap,
-    form: &TokenForm,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
 ) -> Result<(String, Option<ClientSecret>), OAuthError> {
     let invalid = |why: &str| OAuthError::new(ErrorCode::InvalidClient, why);
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Basic "));
-    match (basic, &form.client_id) {
-        (Some(_), Some(_)) if form.client_secret.is_some() => Err(OAuthError::new(
+    match (basic, client_id) {
+        (Some(_), Some(_)) if client_secret.is_some() => Err(OAuthError::new(
             ErrorCode::InvalidRequest,
             "use one client authentication method, not two",
         )),
@@ -426,10 +444,8 @@ fn client_credentials_of(
             ))
         }
         (None, Some(id)) => Ok((
-            id.clone(),
-            form.client_secret
-                .as_deref()
-                .map(ClientSecret::from_presented),
+            id.to_owned(),
+            client_secret.map(ClientSecret::from_presented),
         )),
         (None, None) => Err(invalid("client authentication is required")),
     }

@@ -51,6 +51,35 @@ fn register_public_client(app: &TestApp, first_party: bool) -> String {
         .to_owned()
 }
 
+/// Registers a confidential client (a resource server that introspects tokens).
+fn register_confidential_client(app: &TestApp) -> (String, String) {
+    let args = [
+        "admin",
+        "clients",
+        "create",
+        "--name",
+        "API gateway",
+        "--data-dir",
+        app.data_dir.path().to_str().unwrap(),
+    ];
+    let output = warden_command(&args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    (field("client_id:"), field("client_secret:"))
+}
+
 type Client = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
@@ -216,7 +245,111 @@ async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
         .clone();
     assert_ne!(second_refresh.secret(), first_refresh.secret());
 
-    // Reuse of the old refresh token after the grace window revokes the whole family.
+    // A resource server asks whether the token is active, then the user's app revokes its grant.
+    let (gateway_id, gateway_secret) = register_confidential_client(&app);
+    let introspect = |token: String| {
+        app.client
+            .post(app.url("/oauth2/introspect"))
+            .basic_auth(&gateway_id, Some(&gateway_secret))
+            .form(&[("token", token)])
+            .send()
+    };
+    let fresh_access = refreshed.access_token().secret().clone();
+    let answer: Value = introspect(fresh_access.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["sub"], claims.subject().as_str());
+    assert_eq!(answer["client_id"], client_id.as_str());
+    let revoked = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .form(&[
+            ("token", second_refresh.secret().as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let answer: Value = introspect(fresh_access)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"active": false}),
+        "revoking the refresh token revokes its grant"
+    );
+    let answer: Value = introspect(second_refresh.secret().clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["active"], false);
+    let after = client
+        .exchange_refresh_token(&second_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(after), "invalid_grant");
+
+    // Introspection is for authenticated clients only.
+    let anonymous = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_refresh_token_revokes_its_whole_family() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    let client = discover(&app, &client_id).await;
+    let started = start(&client, &["offline_access"]);
+    let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(started.verifier)
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    let first_refresh = tokens.refresh_token().unwrap().clone();
+    let refreshed = client
+        .exchange_refresh_token(&first_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    let second_refresh = refreshed.refresh_token().unwrap().clone();
+
+    // Within the grace window (two tabs refreshing at once) the old token is refused, nothing more.
+    let racing = client
+        .exchange_refresh_token(&first_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await;
+    assert_eq!(oauth_error(racing), "invalid_grant");
+    let still = client
+        .exchange_refresh_token(&second_refresh)
+        .unwrap()
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    let third_refresh = still.refresh_token().unwrap().clone();
+
+    // After it, a reuse means theft: the whole family is revoked.
     app.clock.advance(std::time::Duration::from_secs(11));
     let reuse = client
         .exchange_refresh_token(&first_refresh)
@@ -225,7 +358,7 @@ async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
         .await;
     assert_eq!(oauth_error(reuse), "invalid_grant");
     let after = client
-        .exchange_refresh_token(&second_refresh)
+        .exchange_refresh_token(&third_refresh)
         .unwrap()
         .request_async(&app.client)
         .await;

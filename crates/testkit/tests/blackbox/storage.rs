@@ -1,7 +1,7 @@
 //! The storage conformance suite: every check runs against SQLite and against a real PostgreSQL
 //! server, through the one `Store` interface.
 
-use model::{Email, PasswordHash, Role, Timestamp, UserId};
+use model::{Email, FailedAttempts, PasswordHash, Role, Timestamp, UserId};
 use store::{DatabaseUrl, LATEST_SCHEMA_VERSION, NewUser, Store, StoreError, StoreOptions};
 use testkit::postgres::Cluster;
 
@@ -248,6 +248,89 @@ async fn ping_and_integrity_check_answer_on_a_healthy_database(backend: &str) {
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
+async fn purge_removes_only_what_has_expired(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let ada = user("ada@example.com", Role::Customer, 0);
+    store.users().insert(&ada).await.unwrap();
+    let at = Timestamp::from_unix_millis;
+    store
+        .sessions()
+        .insert("expired", ada.id, at(0), at(1_000))
+        .await
+        .unwrap();
+    store
+        .sessions()
+        .insert("live", ada.id, at(0), at(10_000))
+        .await
+        .unwrap();
+    let stale = FailedAttempts {
+        failures: 3,
+        last_failure: Some(at(100)),
+        locked_until: None,
+    };
+    let locked = FailedAttempts {
+        failures: 9,
+        last_failure: Some(at(100)),
+        locked_until: Some(at(50_000)),
+    };
+    let recent = FailedAttempts {
+        failures: 1,
+        last_failure: Some(at(4_500)),
+        locked_until: None,
+    };
+    store
+        .login_throttle()
+        .put("account:stale", &stale)
+        .await
+        .unwrap();
+    store
+        .login_throttle()
+        .put("account:locked", &locked)
+        .await
+        .unwrap();
+    store
+        .login_throttle()
+        .put("account:recent", &recent)
+        .await
+        .unwrap();
+
+    let report = store.purge_expired(at(5_000), 1_000).await.unwrap();
+    assert_eq!((report.sessions, report.login_throttles), (1, 1));
+    assert!(
+        store
+            .sessions()
+            .user("expired", at(0))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .sessions()
+            .user("live", at(5_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.login_throttle().get("account:stale").await.unwrap(),
+        FailedAttempts::default()
+    );
+    assert_eq!(
+        store.login_throttle().get("account:locked").await.unwrap(),
+        locked
+    );
+    assert_eq!(
+        store.login_throttle().get("account:recent").await.unwrap(),
+        recent
+    );
+    assert_eq!(
+        store.purge_expired(at(5_000), 1_000).await.unwrap().total(),
+        0
+    );
+}
+
 /// Runs one SQL statement outside the store, as an operator (or a newer Warden) would.
 async fn sqlx_execute(url: &DatabaseUrl, sql: &str) {
     use sqlx::{Connection, Executor};
@@ -290,4 +373,5 @@ conformance!(
     roles_change_and_touch_updated_at,
     values_survive_a_reopen_byte_for_byte,
     ping_and_integrity_check_answer_on_a_healthy_database,
+    purge_removes_only_what_has_expired,
 );
