@@ -5,7 +5,6 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 
 /// The secret a browser holds. Not shown in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -17,8 +16,7 @@ pub struct SessionTokenHash(String);
 
 impl SessionToken {
     pub fn generate() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(tokens::opaque::random_token())
     }
 
     /// Accepts only what [`SessionToken::generate`] makes, so arbitrary cookie values are refused
@@ -33,7 +31,7 @@ impl SessionToken {
     }
 
     pub fn hash(&self) -> SessionTokenHash {
-        SessionTokenHash(hex::encode(Sha256::digest(self.0.as_bytes())))
+        SessionTokenHash(tokens::opaque::token_hash(&self.0))
     }
 }
 
@@ -51,18 +49,6 @@ impl SessionTokenHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// A random token for forms (CSRF): unguessable, URL-safe, compared in constant time.
-pub fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Compares two secrets without leaking how much of them matched through timing.
-pub fn constant_time_eq(left: &str, right: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    left.len() == right.len() && bool::from(left.as_bytes().ct_eq(right.as_bytes()))
 }
 
 #[cfg(test)]
@@ -83,12 +69,5 @@ mod tests {
         for bad in ["", "short", "!!!!", &"A".repeat(44)] {
             assert_eq!(SessionToken::parse(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn constant_time_comparison_matches_equality() {
-        assert!(constant_time_eq("abc", "abc"));
-        assert!(!constant_time_eq("abc", "abd"));
-        assert!(!constant_time_eq("abc", "abcd"));
     }
 }

@@ -59,4 +59,15 @@ impl<'a> Sessions<'a> {
             .await?;
         Ok(())
     }
+
+    /// Ends every session of an account except `keep` (after a password change, the other devices
+    /// are logged out). Returns how many ended.
+    pub async fn delete_others(&self, user_id: UserId, keep: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id.to_string())
+            .bind(keep)
+            .execute(self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
 }

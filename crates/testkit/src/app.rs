@@ -47,15 +47,7 @@ impl TestApp {
         let warden = server::start(&settings, Arc::new(clock.clone()))
             .await
             .unwrap();
-        let ca = std::fs::read(&warden.tls_files.ca_cert).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .resolve("localhost", warden.addresses.https)
-            .timeout(Duration::from_secs(30))
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let client = browser_for(&warden);
         let base_url = format!("https://localhost:{}", warden.addresses.https.port());
         Self {
             warden,
@@ -88,10 +80,27 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// Another browser: its own cookies, no session.
+    pub fn browser(&self) -> reqwest::Client {
+        browser_for(&self.warden)
+    }
+
     /// The hidden CSRF field of the form on `path`, fetched as a browser would (which also
     /// stores the CSRF cookie in the client).
     pub async fn csrf(&self, path: &str) -> String {
-        let html = self.get(path).await.text().await.unwrap();
+        self.csrf_in(&self.client, path).await
+    }
+
+    /// [`TestApp::csrf`] in another browser.
+    pub async fn csrf_in(&self, browser: &reqwest::Client, path: &str) -> String {
+        let html = browser
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let marker = r#"name="csrf" value=""#;
         let start = html.find(marker).expect("the form has a CSRF field") + marker.len();
         html[start..start + 43].to_owned()
@@ -110,8 +119,21 @@ impl TestApp {
 
     /// Fills in and sends the login form, asking to go to `next` afterwards.
     pub async fn login(&self, email: &str, password: &str, next: &str) -> reqwest::Response {
-        let token = self.csrf(&format!("/login?next={}", urlencode(next))).await;
-        self.client
+        self.login_in(&self.client, email, password, next).await
+    }
+
+    /// [`TestApp::login`] in another browser.
+    pub async fn login_in(
+        &self,
+        browser: &reqwest::Client,
+        email: &str,
+        password: &str,
+        next: &str,
+    ) -> reqwest::Response {
+        let token = self
+            .csrf_in(browser, &format!("/login?next={}", urlencode(next)))
+            .await;
+        browser
             .post(self.url("/login"))
             .form(&[
                 ("email", email),
@@ -151,4 +173,18 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A browser-like HTTPS client: trusts the Warden's CA, reaches it as `localhost`, keeps cookies
+/// and does not follow redirects (tests look at each one).
+fn browser_for(warden: &RunningWarden) -> reqwest::Client {
+    let ca = std::fs::read(&warden.tls_files.ca_cert).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("localhost", warden.addresses.https)
+        .timeout(Duration::from_secs(30))
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }

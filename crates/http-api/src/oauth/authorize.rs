@@ -21,7 +21,8 @@ use serde::Deserialize;
 use store::{CodeRecord, UserRecord};
 
 use crate::pages::{
-    csrf_ok, csrf_token, current_user, forbidden_form, page, redirect as see_other, with_cookies,
+    csrf_ok, csrf_token, current_user, end_browser_session, forbidden_form, page,
+    redirect as see_other, with_cookies,
 };
 use crate::{ApiContext, ApiError};
 
@@ -220,6 +221,56 @@ async fn issue_code(
         query.push(("state", state));
     }
     Ok(see_other(&with_query(&approved.redirect_uri, &query)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EndSessionParams {
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+/// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): ends the browser session, then
+/// returns to the client only at a URI it registered; otherwise shows that the user is logged out.
+pub(crate) async fn end_session(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+    Query(params): Query<EndSessionParams>,
+) -> Result<Response, ApiError> {
+    let ended = end_browser_session(&context, &headers).await?;
+    let client = match params.client_id.as_deref() {
+        Some(client_id) => context.store.oauth_clients().by_id(client_id).await?,
+        None => None,
+    };
+    let target = params.post_logout_redirect_uri.as_deref().filter(|uri| {
+        client
+            .as_ref()
+            .is_some_and(|client| redirect::matches(&client.redirect_uris, uri))
+    });
+    let response = match target {
+        Some(uri) => {
+            let query: Vec<(&str, &str)> = params
+                .state
+                .as_deref()
+                .map(|state| ("state", state))
+                .into_iter()
+                .collect();
+            see_other(&if query.is_empty() {
+                uri.to_owned()
+            } else {
+                with_query(uri, &query)
+            })
+        }
+        None => page(
+            StatusCode::OK,
+            "Logged out",
+            html! {
+                h1 { "You are logged out" }
+                p { a href="/login" { "Log in again" } }
+            },
+        ),
+    };
+    Ok(with_cookies(response, [ended]))
 }
 
 fn error_redirect(

@@ -63,6 +63,7 @@ pub(crate) fn routes() -> Router<ApiContext> {
         )
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/jwks", get(discovery::jwks))
+        .route("/oauth2/logout", get(authorize::end_session))
         .route("/oauth2/introspect", post(revocation::introspect))
         .route("/oauth2/revoke", post(revocation::revoke))
         .route(

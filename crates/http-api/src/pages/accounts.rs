@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use maud::{Markup, html};
-use model::{Email, Role, UserId};
+use model::{Email, PasswordHash, Role, UserId};
 use serde::Deserialize;
 use store::{NewUser, StoreError, UserRecord};
 
@@ -45,6 +45,13 @@ pub(crate) struct NextQuery {
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    current: String,
+    new: String,
     csrf: String,
 }
 
@@ -98,11 +105,7 @@ pub(crate) async fn signup(
     {
         return refuse(StatusCode::BAD_REQUEST, &rejection.to_string());
     }
-    let hasher = context.identity.hasher.clone();
-    let password_hash = tokio::task::spawn_blocking(move || hasher.hash(&password))
-        .await
-        .map_err(|error| ApiError::Internal(Box::new(error)))?
-        .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let password_hash = hash_blocking(&context, password).await?;
     let user = NewUser {
         id: UserId::generate(),
         email,
@@ -194,15 +197,9 @@ pub(crate) async fn login(
         Ok(email) => context.store.users().by_email(&email).await?,
         Err(_) => None,
     };
-    let hasher = context.identity.hasher.clone();
     let password = Password::new(form.password.clone());
     let stored = user.as_ref().map(|user| user.password_hash.clone());
-    let verification = tokio::task::spawn_blocking(move || match stored {
-        Some(stored) => hasher.verify(&password, &stored),
-        None => hasher.verify_decoy(&password),
-    })
-    .await
-    .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let verification = verify_blocking(&context, password, stored).await?;
 
     match (user, verification) {
         (Some(user), Verification::Match { rehash }) => {
@@ -254,11 +251,7 @@ async fn upgrade_hash(
     user: &UserRecord,
     password: String,
 ) -> Result<(), ApiError> {
-    let hasher = context.identity.hasher.clone();
-    let hash = tokio::task::spawn_blocking(move || hasher.hash(&Password::new(password)))
-        .await
-        .map_err(|error| ApiError::Internal(Box::new(error)))?
-        .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let hash = hash_blocking(context, Password::new(password)).await?;
     context
         .store
         .users()
@@ -303,6 +296,7 @@ pub(crate) async fn account_page(
             dt { "E-mail address" } dd { (user.email) }
             dt { "Role" } dd { (user.role) }
         }
+        p { a href="/account/password" { "Change your password" } }
         form method="post" action="/logout" {
             input type="hidden" name="csrf" value=(csrf);
             button type="submit" { "Log out" }
@@ -312,6 +306,132 @@ pub(crate) async fn account_page(
         page(StatusCode::OK, "Account", body),
         new_cookie,
     ))
+}
+
+pub(crate) async fn password_page(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if current_user(&context, &headers).await?.is_none() {
+        return Ok(redirect("/login?next=/account/password"));
+    }
+    let (csrf, new_cookie) = csrf_token(&headers);
+    Ok(with_cookies(
+        password_form(StatusCode::OK, &csrf, None),
+        new_cookie,
+    ))
+}
+
+fn password_form(status: StatusCode, csrf: &str, error: Option<&str>) -> Response {
+    page(
+        status,
+        "Change password",
+        html! {
+            h1 { "Change your password" }
+            (error_message(error))
+            form method="post" action="/account/password" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="current" { "Current password" }
+                input id="current" name="current" type="password" autocomplete="current-password" required;
+                label for="new" { "New password" }
+                input id="new" name="new" type="password" autocomplete="new-password" required
+                    minlength=(accounts::rules::MIN_LENGTH) maxlength=(accounts::rules::MAX_LENGTH);
+                button type="submit" { "Change password" }
+            }
+            p class="hint" { "Your other devices will be logged out." }
+        },
+    )
+}
+
+/// Changes the password after checking the current one; every other session of the account ends.
+pub(crate) async fn change_password(
+    State(context): State<ApiContext>,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, ApiError> {
+    if !csrf_ok(&headers, &form.csrf) {
+        return Ok(forbidden_form());
+    }
+    let Some(user) = current_user(&context, &headers).await? else {
+        return Ok(redirect("/login?next=/account/password"));
+    };
+    let current = Password::new(form.current.clone());
+    let verification = verify_blocking(&context, current, Some(user.password_hash.clone())).await?;
+    if verification == Verification::Mismatch {
+        return Ok(password_form(
+            StatusCode::UNAUTHORIZED,
+            &form.csrf,
+            Some("The current password is wrong."),
+        ));
+    }
+    let new = Password::new(form.new.clone());
+    if let Err(rejection) =
+        check_new_password(&new, &user.email, context.identity.breached.as_ref())
+    {
+        return Ok(password_form(
+            StatusCode::BAD_REQUEST,
+            &form.csrf,
+            Some(&rejection.to_string()),
+        ));
+    }
+    let hash = hash_blocking(&context, new).await?;
+    let now = context.identity.clock.now();
+    context
+        .store
+        .users()
+        .set_password_hash(user.id, &hash, now)
+        .await?;
+    let keep = cookie(&headers, SESSION_COOKIE)
+        .and_then(SessionToken::parse)
+        .map(|token| token.hash().as_str().to_owned())
+        .unwrap_or_default();
+    let ended = context
+        .store
+        .sessions()
+        .delete_others(user.id, &keep)
+        .await?;
+    tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
+    Ok(redirect("/account"))
+}
+
+/// Deletes the request's login session, if any, and returns the header that clears its cookie.
+pub(crate) async fn end_browser_session(
+    context: &ApiContext,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, ApiError> {
+    if let Some(token) = cookie(headers, SESSION_COOKIE).and_then(SessionToken::parse) {
+        context
+            .store
+            .sessions()
+            .delete(token.hash().as_str())
+            .await?;
+    }
+    Ok(set_cookie(SESSION_COOKIE, "", "Lax", Some(0)))
+}
+
+/// Hashes on a blocking thread: an Argon2id hash takes tens of milliseconds of CPU.
+async fn hash_blocking(context: &ApiContext, password: Password) -> Result<PasswordHash, ApiError> {
+    let hasher = context.identity.hasher.clone();
+    tokio::task::spawn_blocking(move || hasher.hash(&password))
+        .await
+        .map_err(|error| ApiError::Internal(Box::new(error)))?
+        .map_err(|error| ApiError::Internal(Box::new(error)))
+}
+
+/// Verifies on a blocking thread; with no stored hash (no such account) it spends the same time
+/// on a decoy and answers mismatch.
+async fn verify_blocking(
+    context: &ApiContext,
+    password: Password,
+    stored: Option<PasswordHash>,
+) -> Result<Verification, ApiError> {
+    let hasher = context.identity.hasher.clone();
+    tokio::task::spawn_blocking(move || match stored {
+        Some(stored) => hasher.verify(&password, &stored),
+        None => hasher.verify_decoy(&password),
+    })
+    .await
+    .map_err(|error| ApiError::Internal(Box::new(error)))
 }
 
 /// The account whose valid session cookie the request carries.

@@ -7,7 +7,7 @@
 
 mod accounts;
 
-pub(crate) use accounts::current_user;
+pub(crate) use accounts::{current_user, end_browser_session};
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -30,6 +30,10 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route("/login", get(accounts::login_page).post(accounts::login))
         .route("/logout", axum::routing::post(accounts::logout))
         .route("/account", get(accounts::account_page))
+        .route(
+            "/account/password",
+            get(accounts::password_page).post(accounts::change_password),
+        )
         .route("/assets/warden.css", get(stylesheet))
 }
 
@@ -98,7 +102,7 @@ pub(crate) fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookie(headers, CSRF_COOKIE).filter(|token| token.len() == 43) {
         Some(token) => (token.to_owned(), None),
         None => {
-            let token = ::accounts::session::random_token();
+            let token = tokens::opaque::random_token();
             let cookie = set_cookie(CSRF_COOKIE, &token, "Strict", None);
             (token, Some(cookie))
         }
@@ -108,7 +112,7 @@ pub(crate) fn csrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
 /// Whether a submitted form carries the token its browser's cookie holds.
 pub(crate) fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
     cookie(headers, CSRF_COOKIE)
-        .is_some_and(|token| ::accounts::session::constant_time_eq(token, submitted))
+        .is_some_and(|token| tokens::opaque::constant_time_eq(token, submitted))
 }
 
 pub(crate) fn with_cookies(

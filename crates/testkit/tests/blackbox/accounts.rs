@@ -309,3 +309,78 @@ async fn a_malformed_form_gets_the_json_error_shape_and_changes_nothing() {
     assert_eq!(body["error"]["code"], "bad_request");
     assert_eq!(app.warden.store.users().count().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_password_and_logs_out_other_devices() {
+    let app = TestApp::spawn().await;
+    signup(&app, "ada@example.com", GOOD_PASSWORD).await;
+    let phone = app.browser();
+    let response = app
+        .login_in(&phone, "ada@example.com", GOOD_PASSWORD, "/account")
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    let app = &app;
+    let change = |current: &'static str, new: &'static str| async move {
+        let token = csrf(app, "/account/password").await;
+        app.client
+            .post(app.url("/account/password"))
+            .form(&[("current", current), ("new", new), ("csrf", token.as_str())])
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        change("not my password", "a brand new passphrase")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let breached = change(GOOD_PASSWORD, "password1234").await;
+    assert_eq!(breached.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        breached
+            .text()
+            .await
+            .unwrap()
+            .contains("known data breaches")
+    );
+    assert_eq!(
+        phone
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    let changed = change(GOOD_PASSWORD, "a brand new passphrase").await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get("/account").await.status(),
+        StatusCode::OK,
+        "this device stays logged in"
+    );
+    assert_eq!(
+        phone
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SEE_OTHER,
+        "the other device is logged out"
+    );
+    app.logout().await;
+    assert_eq!(
+        login(app, "ada@example.com", GOOD_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(app, "ada@example.com", "a brand new passphrase")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+}

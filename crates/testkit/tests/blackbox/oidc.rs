@@ -587,3 +587,44 @@ async fn userinfo_refuses_missing_tampered_and_expired_tokens() {
     let expired: Value = call(Some(token)).await.unwrap().json().await.unwrap();
     assert_eq!(expired["error_description"], "the token has expired");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_session_logs_out_and_returns_only_to_a_registered_uri() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    app.login("ada@example.com", PASSWORD, "/account").await;
+    let metadata: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["end_session_endpoint"],
+        format!("{}/oauth2/logout", app.base_url).as_str()
+    );
+
+    let foreign = app
+        .get(&format!("/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"))
+        .await;
+    assert_eq!(
+        foreign.status(),
+        StatusCode::OK,
+        "an unregistered URI gets the logged-out page"
+    );
+    assert_eq!(
+        app.get("/account").await.status(),
+        StatusCode::SEE_OTHER,
+        "the session ended"
+    );
+
+    app.login("ada@example.com", PASSWORD, "/account").await;
+    let back = app
+        .get(&format!(
+            "/oauth2/logout?client_id={client_id}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcallback&state=bye"
+        ))
+        .await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&back), "http://127.0.0.1:4000/callback?state=bye");
+    assert_eq!(app.get("/account").await.status(), StatusCode::SEE_OTHER);
+}
