@@ -12,3 +12,4 @@ pub mod password;
 pub mod rules;
 pub mod session;
 pub mod throttle;
+pub mod totp;

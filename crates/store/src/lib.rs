@@ -16,6 +16,7 @@ mod grants;
 mod keys;
 mod migrate;
 mod purge;
+mod second_factor;
 mod sessions;
 mod throttle;
 mod url;
@@ -32,6 +33,7 @@ pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
 pub use purge::PurgeReport;
+pub use second_factor::{SecondFactor, SecondFactors};
 pub use sessions::Sessions;
 pub use throttle::LoginThrottle;
 pub use url::{Backend, DatabaseUrl, DatabaseUrlError};
@@ -142,6 +144,10 @@ impl Store {
 
     pub fn grants(&self) -> Grants<'_> {
         Grants::new(&self.pool)
+    }
+
+    pub fn second_factor(&self) -> SecondFactors<'_> {
+        SecondFactors::new(&self.pool)
     }
 
     /// Checks the database's own consistency.

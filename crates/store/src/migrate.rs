@@ -46,6 +46,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_revocation.sql"),
         postgres: include_str!("../migrations/postgres/0005_revocation.sql"),
     },
+    Migration {
+        version: 6,
+        name: "second_factor",
+        sqlite: include_str!("../migrations/sqlite/0006_second_factor.sql"),
+        postgres: include_str!("../migrations/postgres/0006_second_factor.sql"),
+    },
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -56,10 +62,15 @@ pub(crate) const TABLES: &[&str] = &[
     "login_throttle",
     "signing_keys",
     "oauth_clients",
+    "authorization_codes",
+    "refresh_tokens",
+    "revoked_grants",
+    "revoked_access_tokens",
+    "recovery_codes",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 5;
+pub const LATEST_SCHEMA_VERSION: i64 = 6;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,19 +17,26 @@ impl<'a> Sessions<'a> {
         Self { pool }
     }
 
+    /// A new session. With `second_factor_pending`, it does not log anyone in until
+    /// [`Sessions::complete_second_factor`].
     pub async fn insert(
         &self,
         token_hash: &str,
         user_id: UserId,
         created_at: Timestamp,
         expires_at: Timestamp,
+        second_factor_pending: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_hash)
-            .bind(user_id.to_string())
-            .bind(created_at.unix_millis())
-            .bind(expires_at.unix_millis())
-            .execute(self.pool)
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, second_factor_pending) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id.to_string())
+        .bind(created_at.unix_millis())
+        .bind(expires_at.unix_millis())
+        .bind(i64::from(second_factor_pending))
+        .execute(self.pool)
             .await?;
         Ok(())
     }
@@ -40,13 +47,49 @@ impl<'a> Sessions<'a> {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<Option<UserRecord>, StoreError> {
+        self.user_in_state(token_hash, now, false).await
+    }
+
+    /// The account of a session that still waits for its second factor.
+    pub async fn pending_user(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.user_in_state(token_hash, now, true).await
+    }
+
+    /// The second factor was given: the session now logs its user in, until `expires_at`.
+    pub async fn complete_second_factor(
+        &self,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE sessions SET second_factor_pending = 0, expires_at = $1 \
+             WHERE token_hash = $2 AND second_factor_pending = 1",
+        )
+        .bind(expires_at.unix_millis())
+        .bind(token_hash)
+        .execute(self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn user_in_state(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        pending: bool,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let query = format!(
             "SELECT {USER_COLUMNS} FROM sessions JOIN users ON users.id = sessions.user_id \
-             WHERE sessions.token_hash = $1 AND sessions.expires_at > $2"
+             WHERE sessions.token_hash = $1 AND sessions.expires_at > $2 AND sessions.second_factor_pending = $3"
         );
         let row = sqlx::query(&query)
             .bind(token_hash)
             .bind(now.unix_millis())
+            .bind(i64::from(pending))
             .fetch_optional(self.pool)
             .await?;
         row.as_ref().map(decode_user).transpose()

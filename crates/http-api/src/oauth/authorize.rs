@@ -22,7 +22,7 @@ use store::{CodeRecord, UserRecord};
 
 use crate::pages::{
     csrf_ok, csrf_token, current_user, end_browser_session, forbidden_form, page,
-    redirect as see_other, with_cookies,
+    redirect as see_other, url_encode, with_cookies,
 };
 use crate::{ApiContext, ApiError};
 
@@ -298,10 +298,6 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
         .collect();
     let separator = if base.contains('?') { '&' } else { '?' };
     format!("{base}{separator}{}", encoded.join("&"))
-}
-
-fn url_encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn error_page(message: &str) -> Response {

@@ -22,6 +22,9 @@ use super::{
 };
 use crate::{ApiContext, ApiError};
 
+/// How long the second-factor step may take after the password was accepted.
+pub(super) const SECOND_FACTOR_WINDOW: Duration = Duration::from_secs(300);
+
 #[derive(Deserialize)]
 pub(crate) struct SignupForm {
     email: String,
@@ -40,7 +43,7 @@ pub(crate) struct LoginForm {
 
 #[derive(Deserialize)]
 pub(crate) struct NextQuery {
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +210,18 @@ pub(crate) async fn login(
             if rehash {
                 upgrade_hash(&context, &user, form.password.clone()).await?;
             }
+            if context
+                .store
+                .second_factor()
+                .get(user.id)
+                .await?
+                .totp_secret
+                .is_some()
+            {
+                let pending = start_session_in_state(&context, user.id, true).await?;
+                let target = format!("/login/totp?next={}", super::url_encode(&next));
+                return Ok(with_cookies(redirect(&target), [pending]));
+            }
             tracing::info!(user_id = %user.id, "login succeeded");
             let session = start_session(&context, user.id).await?;
             Ok(with_cookies(redirect(&next), [session]))
@@ -297,6 +312,7 @@ pub(crate) async fn account_page(
             dt { "Role" } dd { (user.role) }
         }
         p { a href="/account/password" { "Change your password" } }
+        p { a href="/account/totp" { "Two-step login" } }
         form method="post" action="/logout" {
             input type="hidden" name="csrf" value=(csrf);
             button type="submit" { "Log out" }
@@ -420,7 +436,7 @@ async fn hash_blocking(context: &ApiContext, password: Password) -> Result<Passw
 
 /// Verifies on a blocking thread; with no stored hash (no such account) it spends the same time
 /// on a decoy and answers mismatch.
-async fn verify_blocking(
+pub(super) async fn verify_blocking(
     context: &ApiContext,
     password: Password,
     stored: Option<PasswordHash>,
@@ -450,14 +466,37 @@ pub(crate) async fn current_user(
         .await?)
 }
 
-async fn start_session(context: &ApiContext, user_id: UserId) -> Result<HeaderValue, ApiError> {
+pub(super) async fn start_session(
+    context: &ApiContext,
+    user_id: UserId,
+) -> Result<HeaderValue, ApiError> {
+    start_session_in_state(context, user_id, false).await
+}
+
+/// A new session cookie. A session waiting for the second factor lives only a few minutes and logs
+/// nobody in until the code is given.
+pub(super) async fn start_session_in_state(
+    context: &ApiContext,
+    user_id: UserId,
+    second_factor_pending: bool,
+) -> Result<HeaderValue, ApiError> {
     let token = SessionToken::generate();
     let now = context.identity.clock.now();
-    let lifetime = context.identity.session_lifetime;
+    let lifetime = if second_factor_pending {
+        SECOND_FACTOR_WINDOW
+    } else {
+        context.identity.session_lifetime
+    };
     context
         .store
         .sessions()
-        .insert(token.hash().as_str(), user_id, now, now.plus(lifetime))
+        .insert(
+            token.hash().as_str(),
+            user_id,
+            now,
+            now.plus(lifetime),
+            second_factor_pending,
+        )
         .await?;
     Ok(set_cookie(
         SESSION_COOKIE,
@@ -468,13 +507,13 @@ async fn start_session(context: &ApiContext, user_id: UserId) -> Result<HeaderVa
 }
 
 /// Where to go after logging in: only a path on this site, never another origin.
-fn safe_next(next: &str) -> &str {
+pub(super) fn safe_next(next: &str) -> &str {
     let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
     if local { next } else { "/account" }
 }
 
 /// The problem with a form, as a sentence at the top of the page.
-fn error_message(error: Option<&str>) -> Markup {
+pub(super) fn error_message(error: Option<&str>) -> Markup {
     let sentence = error.map(|error| {
         let mut chars = error.chars();
         let first = chars

@@ -6,6 +6,7 @@
 //! cookie is `SameSite=Lax` so that a top-level navigation from an OAuth client keeps the login.
 
 mod accounts;
+mod second_factor;
 
 pub(crate) use accounts::{current_user, end_browser_session};
 
@@ -33,6 +34,18 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route(
             "/account/password",
             get(accounts::password_page).post(accounts::change_password),
+        )
+        .route(
+            "/account/totp",
+            get(second_factor::setup_page).post(second_factor::enable),
+        )
+        .route(
+            "/account/totp/disable",
+            axum::routing::post(second_factor::disable),
+        )
+        .route(
+            "/login/totp",
+            get(second_factor::login_page).post(second_factor::login),
         )
         .route("/assets/warden.css", get(stylesheet))
 }
@@ -123,6 +136,11 @@ pub(crate) fn with_cookies(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// Percent-encodes a value for a URL query.
+pub(crate) fn url_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 pub(crate) fn redirect(to: &str) -> Response {

@@ -384,3 +384,113 @@ async fn a_password_change_needs_the_current_password_and_logs_out_other_devices
         StatusCode::SEE_OTHER
     );
 }
+
+/// The code an authenticator app (the `totp-rs` crate here) shows for `secret` at Warden's time.
+fn authenticator_code(app: &TestApp, secret: &str) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap();
+    totp.generate(u64::try_from(model::Clock::now(&app.clock).unix_millis() / 1000).unwrap())
+}
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> Vec<&'a str> {
+    html.split(start)
+        .skip(1)
+        .filter_map(|part| part.split(end).next())
+        .collect()
+}
+
+async fn send_code(app: &TestApp, path: &str, code: &str, next: &str) -> reqwest::Response {
+    let token = csrf(app, &format!("{path}?next={next}")).await;
+    app.client
+        .post(app.url(path))
+        .form(&[("code", code), ("csrf", token.as_str()), ("next", next)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_step_login_with_an_authenticator_app_and_recovery_codes() {
+    let app = TestApp::spawn().await;
+    signup(&app, "ada@example.com", GOOD_PASSWORD).await;
+    let setup = app.get("/account/totp").await.text().await.unwrap();
+    let secret = between(&setup, r#"<code id="totp-secret">"#, "</code>")[0].to_owned();
+    assert!(
+        setup.contains("otpauth://totp/Warden:ada@example.com?secret="),
+        "{setup}"
+    );
+
+    assert_eq!(
+        send_code(&app, "/account/totp", "000000", "")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let enabled = send_code(
+        &app,
+        "/account/totp",
+        &authenticator_code(&app, &secret),
+        "",
+    )
+    .await;
+    assert_eq!(enabled.status(), StatusCode::OK);
+    let html = enabled.text().await.unwrap();
+    let recovery: Vec<String> = between(&html, "<li><code>", "</code>")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(recovery.len(), 10);
+
+    // The password alone no longer logs in.
+    app.logout().await;
+    let step_one = login(&app, "ada@example.com", GOOD_PASSWORD).await;
+    assert_eq!(location(&step_one), "/login/totp?next=%2Faccount");
+    assert_eq!(
+        app.get("/account").await.status(),
+        StatusCode::SEE_OTHER,
+        "not logged in yet"
+    );
+    assert_eq!(
+        send_code(&app, "/login/totp", "123456", "/account")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    app.clock.advance(Duration::from_secs(30));
+    let code = authenticator_code(&app, &secret);
+    let done = send_code(&app, "/login/totp", &code, "/account").await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&done), "/account");
+    assert_eq!(app.get("/account").await.status(), StatusCode::OK);
+
+    // The same code a second time is a replay.
+    app.logout().await;
+    login(&app, "ada@example.com", GOOD_PASSWORD).await;
+    assert_eq!(
+        send_code(&app, "/login/totp", &code, "/account")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A recovery code works once.
+    let used = send_code(&app, "/login/totp", &recovery[0].to_uppercase(), "/account").await;
+    assert_eq!(used.status(), StatusCode::SEE_OTHER);
+    app.logout().await;
+    login(&app, "ada@example.com", GOOD_PASSWORD).await;
+    assert_eq!(
+        send_code(&app, "/login/totp", &recovery[0], "/account")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send_code(&app, "/login/totp", &recovery[1], "/account")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+}

@@ -256,12 +256,12 @@ async fn purge_removes_only_what_has_expired(backend: &str) {
     let at = Timestamp::from_unix_millis;
     store
         .sessions()
-        .insert("expired", ada.id, at(0), at(1_000))
+        .insert("expired", ada.id, at(0), at(1_000), false)
         .await
         .unwrap();
     store
         .sessions()
-        .insert("live", ada.id, at(0), at(10_000))
+        .insert("live", ada.id, at(0), at(10_000), false)
         .await
         .unwrap();
     let stale = FailedAttempts {
