@@ -9,6 +9,8 @@ pub enum ErrorCode {
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope,
+    /// RFC 8693: the requested audience is not one Warden issues tokens for.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -20,6 +22,7 @@ impl ErrorCode {
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
         }
     }
 }

@@ -31,13 +31,33 @@ pub struct AccessClaims {
     /// The authorization grant the token was issued under, so that revoking the grant revokes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// Who acts on the subject's behalf, after a token exchange (RFC 8693 section 4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The `act` claim: the party acting for the subject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
 }
 
 /// What a verifier requires besides a valid signature.
 #[derive(Clone, Debug)]
 pub struct Expectations<'a> {
     pub issuer: &'a str,
+    /// The audience, or a path below it: `https://w.example/api` also accepts tokens for
+    /// `https://w.example/api/devices` (a part of the API, after a token exchange).
     pub audience: &'a str,
+}
+
+impl Expectations<'_> {
+    pub fn accepts_audience(&self, audience: &str) -> bool {
+        audience == self.audience
+            || audience
+                .strip_prefix(self.audience)
+                .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +173,7 @@ pub fn verify(
     if claims.iss != expected.issuer {
         return Err(TokenError::WrongIssuer);
     }
-    if claims.aud != expected.audience {
+    if !expected.accepts_audience(&claims.aud) {
         return Err(TokenError::WrongAudience);
     }
     Ok(claims)
@@ -188,6 +208,7 @@ mod tests {
             client_id: "console".into(),
             scope: "openid devices:read".into(),
             gid: None,
+            act: None,
         }
     }
 
@@ -230,6 +251,17 @@ mod tests {
             &keys,
             1000,
             Err(TokenError::WrongIssuer),
+        );
+        let mut part = claims(1000, 1600);
+        part.aud = format!("{}/devices", EXPECTED.audience);
+        check(&issue(&key, &part).unwrap(), &keys, 1000, Ok(()));
+        let mut lookalike = claims(1000, 1600);
+        lookalike.aud = format!("{}-evil", EXPECTED.audience);
+        check(
+            &issue(&key, &lookalike).unwrap(),
+            &keys,
+            1000,
+            Err(TokenError::WrongAudience),
         );
         let mut wrong_audience = claims(1000, 1600);
         wrong_audience.aud = "other-api".into();

@@ -29,6 +29,9 @@ const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// revoking the grant: two tabs refreshing at once are not an attack.
 const REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
 
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
 #[derive(Deserialize)]
 pub(crate) struct TokenForm {
     grant_type: Option<String>,
@@ -39,6 +42,10 @@ pub(crate) struct TokenForm {
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    audience: Option<String>,
 }
 
 pub(crate) async fn token(
@@ -104,6 +111,7 @@ async fn issue(
             Ok(access_token)
         }
         "authorization_code" => authorization_code(context, &client, &form).await,
+        TOKEN_EXCHANGE => exchange(context, &client, &form).await,
         "refresh_token" => refresh(context, &client, &form).await,
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -305,6 +313,111 @@ async fn refresh(
     Ok(body)
 }
 
+/// Token exchange (RFC 8693): a service turns the access token it received into one for another
+/// part of Warden's API, for the same user, with at most the same scopes and lifetime, naming itself
+/// as the actor. Tokens are only issued for audiences below Warden's own API audience.
+async fn exchange(
+    context: &ApiContext,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<Value, Failure> {
+    if client.kind != ClientKind::Confidential {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "only confidential clients may exchange tokens",
+        )
+        .into());
+    }
+    let invalid_request =
+        |why: &str| Failure::OAuth(OAuthError::new(ErrorCode::InvalidRequest, why));
+    if form.subject_token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        return Err(invalid_request(
+            "subject_token_type must be urn:ietf:params:oauth:token-type:access_token",
+        ));
+    }
+    if form
+        .requested_token_type
+        .as_deref()
+        .is_some_and(|kind| kind != ACCESS_TOKEN_TYPE)
+    {
+        return Err(invalid_request("only access tokens can be requested"));
+    }
+    let subject_token = form
+        .subject_token
+        .as_deref()
+        .ok_or_else(|| invalid_request("subject_token is required"))?;
+    let subject = match super::revocation::active_claims(context, subject_token).await? {
+        Ok(claims) => claims,
+        Err(why) => {
+            return Err(invalid_grant(&format!(
+                "the subject token is not active: {why}"
+            )));
+        }
+    };
+    let audience = form.audience.clone().unwrap_or_else(|| subject.aud.clone());
+    let own = tokens::jwt::Expectations {
+        issuer: &context.oauth.issuer,
+        audience: &context.oauth.audience,
+    };
+    if !own.accepts_audience(&audience) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            format!(
+                "tokens are issued only for {} and the parts below it",
+                context.oauth.audience
+            ),
+        )
+        .into());
+    }
+    let granted = Scopes::parse(&subject.scope).map_err(|e| invalid_grant(&e.to_string()))?;
+    let scopes = match form.scope.as_deref() {
+        Some(requested) => {
+            let requested = Scopes::parse(requested)
+                .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
+            if !requested.is_subset_of(&granted) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "an exchange cannot widen the scopes",
+                )
+                .into());
+            }
+            requested
+        }
+        None => granted,
+    };
+    let now = context.identity.clock.now();
+    let ring = key_ring(context).await?;
+    let signer = ring.signer(now).ok_or(ApiError::Unavailable {
+        what: "token signing",
+    })?;
+    let issued_at = now.unix_millis().div_euclid(1000);
+    let lifetime = i64::try_from(context.oauth.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let claims = AccessClaims {
+        iss: context.oauth.issuer.clone(),
+        sub: subject.sub.clone(),
+        aud: audience,
+        iat: issued_at,
+        // Never outlives the token it was exchanged for.
+        exp: subject.exp.min(issued_at + lifetime),
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.client_id.clone(),
+        scope: scopes.to_string(),
+        gid: subject.gid.clone(),
+        act: Some(tokens::jwt::Actor {
+            sub: client.client_id.clone(),
+        }),
+    };
+    let token = jwt::issue(signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
+    tracing::info!(client_id = %client.client_id, audience = %claims.aud, "token exchanged");
+    Ok(json!({
+        "access_token": token,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": claims.exp - issued_at,
+        "scope": claims.scope,
+    }))
+}
+
 async fn new_refresh_token(
     context: &ApiContext,
     client: &Client,
@@ -355,6 +468,7 @@ async fn access_token(
         client_id: client.client_id.clone(),
         scope: scopes.to_string(),
         gid: grant_id.map(str::to_owned),
+        act: None,
     };
     let token = jwt::issue(signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
     let mut body = json!({

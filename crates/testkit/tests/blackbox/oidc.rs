@@ -628,3 +628,138 @@ async fn end_session_logs_out_and_returns_only_to_a_registered_uri() {
     assert_eq!(location(&back), "http://127.0.0.1:4000/callback?state=bye");
     assert_eq!(app.get("/account").await.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_exchanges_a_users_token_for_another_part_of_the_api() {
+    let app = user_app().await;
+    let client_id = register_public_client(&app, true);
+    let client = discover(&app, &client_id).await;
+    let started = start(&client, &["devices:read", "offline_access"]);
+    let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(started.verifier)
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    let user_token = tokens.access_token().secret().clone();
+    let (service_id, service_secret) = register_confidential_client(&app);
+    let devices_audience = format!("{}/api/devices", app.base_url);
+
+    let exchange = |audience: String, scope: Option<&'static str>, subject: String| {
+        let mut form = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token", subject),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+            ),
+            ("audience", audience),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope.to_owned()));
+        }
+        app.client
+            .post(app.url("/oauth2/token"))
+            .basic_auth(&service_id, Some(&service_secret))
+            .form(&form)
+            .send()
+    };
+
+    let response = exchange(
+        devices_audience.clone(),
+        Some("devices:read"),
+        user_token.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    let exchanged = body["access_token"].as_str().unwrap().to_owned();
+    let payload = exchanged.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&base64_url_decode(payload)).unwrap();
+    let user_claims: Value =
+        serde_json::from_slice(&base64_url_decode(user_token.split('.').nth(1).unwrap())).unwrap();
+    assert_eq!(claims["aud"], devices_audience.as_str());
+    assert_eq!(claims["sub"], user_claims["sub"], "still the user");
+    assert_eq!(
+        claims["act"]["sub"],
+        service_id.as_str(),
+        "the service is the actor"
+    );
+    assert!(claims["exp"].as_i64().unwrap() <= user_claims["exp"].as_i64().unwrap());
+
+    let refusals = [
+        (
+            exchange(
+                devices_audience.clone(),
+                Some("devices:write"),
+                user_token.clone(),
+            )
+            .await
+            .unwrap(),
+            "invalid_scope",
+        ),
+        (
+            exchange("https://evil.example/api".into(), None, user_token.clone())
+                .await
+                .unwrap(),
+            "invalid_target",
+        ),
+        (
+            exchange(format!("{}/apix", app.base_url), None, user_token.clone())
+                .await
+                .unwrap(),
+            "invalid_target",
+        ),
+        (
+            exchange(devices_audience.clone(), None, "not-a-token".into())
+                .await
+                .unwrap(),
+            "invalid_grant",
+        ),
+    ];
+    for (response, expected) in refusals {
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.json::<Value>().await.unwrap()["error"], expected);
+    }
+
+    // Revoking the user's grant revokes what was exchanged from it.
+    let refresh = tokens.refresh_token().unwrap().secret().clone();
+    app.client
+        .post(app.url("/oauth2/revoke"))
+        .form(&[
+            ("token", refresh.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let introspected: Value = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&service_id, Some(&service_secret))
+        .form(&[("token", exchanged.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], false);
+}
+
+fn base64_url_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
+}
