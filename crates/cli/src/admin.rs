@@ -7,8 +7,7 @@ use std::path::Path;
 use accounts::import::{self, ImportError};
 use anyhow::Context;
 use model::{Clock, Email, Role, SystemClock, UserId};
-use oauth::client::{Client, ClientKind, ClientSecret, SecretHasher, generate_client_id};
-use oauth::scope::Scopes;
+use oauth::client::{Registration, SecretHasher};
 use server::config::Settings;
 use store::{LATEST_SCHEMA_VERSION, NewUser, Store};
 use tokens::keys::KeyRing;
@@ -275,41 +274,19 @@ async fn clients(
             redirect_uris,
             first_party,
         } => {
-            for uri in &redirect_uris {
-                let acceptable = uri.starts_with("https://")
-                    || uri.starts_with("http://127.0.0.1")
-                    || uri.starts_with("http://[::1]");
-                if !acceptable || uri.contains('#') || uri.chars().any(char::is_whitespace) {
-                    return Err(Failure::Input(anyhow::anyhow!(
-                        "redirect URI {uri:?}: use https://, or http://127.0.0.1/… for native apps, without a fragment"
-                    )));
-                }
-            }
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.len() > 100 {
-                return Err(Failure::Input(anyhow::anyhow!(
-                    "--name must have 1 to 100 characters"
-                )));
-            }
-            let allowed_scopes = Scopes::parse(&scope).map_err(|e| Failure::Input(e.into()))?;
-            let secret = (!public).then(ClientSecret::generate);
             let hasher = SecretHasher::new(server::signing::load_or_create_secret(
                 &settings.data_dir.join(server::CLIENT_SECRET_KEY_FILE),
             )?);
-            let client = Client {
-                client_id: generate_client_id(),
+            let registration = Registration {
                 name,
-                kind: if public {
-                    ClientKind::Public
-                } else {
-                    ClientKind::Confidential
-                },
-                secret_hash: secret.as_ref().map(|secret| hasher.hash(secret)),
-                allowed_scopes,
+                scope,
+                public,
                 redirect_uris,
                 first_party,
-                created_at: SystemClock.now(),
             };
+            let (client, secret) = registration
+                .register(&hasher, SystemClock.now())
+                .map_err(|e| Failure::Input(e.into()))?;
             store
                 .oauth_clients()
                 .insert(&client)

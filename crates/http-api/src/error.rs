@@ -21,6 +21,12 @@ pub enum ApiError {
     NotFound,
     #[error("this method is not allowed here")]
     MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a valid Bearer access token is required")]
+    Unauthorized,
+    #[error("the token does not allow this")]
+    Forbidden,
     #[error("{what} is not available right now; try again shortly")]
     Unavailable { what: &'static str },
     #[error("something went wrong on our side; the request id identifies it in the log")]
@@ -40,6 +46,9 @@ impl ApiError {
         match self {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -55,6 +64,12 @@ impl IntoResponse for ApiError {
         }
         let (status, code) = self.status_and_code();
         let mut response = status.into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"warden\""),
+            );
+        }
         response.extensions_mut().insert(ErrorBody {
             code,
             message: self.to_string(),
@@ -80,6 +95,8 @@ impl From<StoreError> for ApiError {
 pub(crate) fn body_for_status(status: StatusCode) -> ErrorBody {
     let (code, message) = match status {
         StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "a valid Bearer access token is required"),
+        StatusCode::FORBIDDEN => ("forbidden", "the token does not allow this"),
         StatusCode::NOT_FOUND => ("not_found", "no such resource"),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed here"),
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),

@@ -4,6 +4,7 @@
 //! The router is built from an [`ApiContext`] handed in by the composition root; this crate opens no
 //! sockets and reads no files.
 
+mod api;
 mod error;
 mod health;
 mod identity;
@@ -57,6 +58,7 @@ pub fn router(context: ApiContext) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(pages::routes())
         .merge(oauth::routes())
+        .merge(api::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)

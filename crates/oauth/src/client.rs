@@ -129,6 +129,77 @@ pub fn generate_client_id() -> String {
 mod tests {
     use super::*;
 
+    fn check(registration: Registration, expected: Result<ClientKind, RegistrationError>) {
+        let hasher = SecretHasher::new(vec![1; 32]);
+        let result = registration.register(&hasher, Timestamp::from_unix_millis(0));
+        match (&result, &expected) {
+            (Ok((client, secret)), Ok(kind)) => {
+                assert_eq!(client.kind, *kind);
+                assert_eq!(secret.is_some(), *kind == ClientKind::Confidential);
+                if let Some(secret) = secret {
+                    assert!(hasher.matches(secret, client.secret_hash.as_deref().unwrap()));
+                }
+            }
+            (Err(actual), Err(expected)) => assert_eq!(actual, expected),
+            _ => panic!("{:?} instead of {expected:?}", result.map(|(c, _)| c.kind)),
+        }
+    }
+
+    #[test]
+    fn registrations_are_checked_before_a_client_exists() {
+        let base = || Registration {
+            name: "Console".into(),
+            scope: "openid devices:read".into(),
+            redirect_uris: vec![
+                "https://console.example/cb".into(),
+                "http://127.0.0.1/cb".into(),
+            ],
+            ..Registration::default()
+        };
+        check(base(), Ok(ClientKind::Confidential));
+        check(
+            Registration {
+                public: true,
+                ..base()
+            },
+            Ok(ClientKind::Public),
+        );
+        check(
+            Registration {
+                name: "  ".into(),
+                ..base()
+            },
+            Err(RegistrationError::Name),
+        );
+        check(
+            Registration {
+                scope: "root".into(),
+                ..base()
+            },
+            Err(RegistrationError::Scope("unknown scope \"root\"".into())),
+        );
+        for bad in [
+            "http://console.example/cb",
+            "https://console.example/cb#frag",
+            "javascript:alert(1)",
+        ] {
+            check(
+                Registration {
+                    redirect_uris: vec![bad.into()],
+                    ..base()
+                },
+                Err(RegistrationError::RedirectUri(bad.into())),
+            );
+        }
+        check(
+            Registration {
+                redirect_uris: vec!["https://a.example/".into(); 21],
+                ..base()
+            },
+            Err(RegistrationError::TooManyRedirectUris),
+        );
+    }
+
     #[test]
     fn secrets_match_only_their_own_hash_under_the_same_key() {
         let hasher = SecretHasher::new(vec![7; 32]);
@@ -140,5 +211,78 @@ mod tests {
         assert!(!hasher.matches(&secret, "not hex"));
         assert!(!format!("{secret:?}").contains(secret.as_str()));
         assert!(generate_client_id().starts_with("wc_"));
+    }
+}
+
+/// What an operator asks for when registering a client, before it is checked.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    pub name: String,
+    /// Space-separated.
+    pub scope: String,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub first_party: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("the name must have 1 to 100 characters")]
+    Name,
+    #[error("{0}")]
+    Scope(String),
+    #[error(
+        "redirect URI {0:?}: use https://, or http://127.0.0.1/… or http://[::1]/… for native apps, without a fragment"
+    )]
+    RedirectUri(String),
+    #[error("at most 20 redirect URIs")]
+    TooManyRedirectUris,
+}
+
+impl Registration {
+    /// Checks the registration and makes the client, with its secret (shown once) when it is
+    /// confidential.
+    pub fn register(
+        self,
+        hasher: &SecretHasher,
+        now: Timestamp,
+    ) -> Result<(Client, Option<ClientSecret>), RegistrationError> {
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(RegistrationError::Name);
+        }
+        let allowed_scopes =
+            Scopes::parse(&self.scope).map_err(|e| RegistrationError::Scope(e.to_string()))?;
+        if self.redirect_uris.len() > 20 {
+            return Err(RegistrationError::TooManyRedirectUris);
+        }
+        for uri in &self.redirect_uris {
+            let acceptable = uri.starts_with("https://")
+                || uri.starts_with("http://127.0.0.1")
+                || uri.starts_with("http://[::1]");
+            if !acceptable
+                || uri.contains('#')
+                || uri.chars().any(char::is_whitespace)
+                || uri.len() > 2000
+            {
+                return Err(RegistrationError::RedirectUri(uri.clone()));
+            }
+        }
+        let secret = (!self.public).then(ClientSecret::generate);
+        let client = Client {
+            client_id: generate_client_id(),
+            name,
+            kind: if self.public {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            },
+            secret_hash: secret.as_ref().map(|secret| hasher.hash(secret)),
+            allowed_scopes,
+            redirect_uris: self.redirect_uris,
+            first_party: self.first_party,
+            created_at: now,
+        };
+        Ok((client, secret))
     }
 }

@@ -13,6 +13,7 @@ use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::html;
+use model::Role;
 use oauth::client::{Client, ClientKind};
 use oauth::pkce::CodeChallenge;
 use oauth::scope::Scopes;
@@ -76,6 +77,9 @@ pub(crate) async fn authorize(
         let next: String = url_encode(here);
         return Ok(see_other(&format!("/login?next={next}")));
     };
+    if let Some(refusal) = refuse_scopes_beyond_role(&context, &approved, &user) {
+        return Ok(refusal);
+    }
     if approved.client.first_party {
         return issue_code(&context, approved, &user).await;
     }
@@ -101,6 +105,9 @@ pub(crate) async fn consent(
     let Some(user) = current_user(&context, &headers).await? else {
         return Ok(see_other("/login"));
     };
+    if let Some(refusal) = refuse_scopes_beyond_role(&context, &approved, &user) {
+        return Ok(refusal);
+    }
     if form.decision != "allow" {
         return Ok(error_redirect(
             &approved.redirect_uri,
@@ -187,6 +194,23 @@ async fn check(
         nonce: params.nonce.clone(),
         challenge,
     }))
+}
+
+/// The `admin` scope is only for administrators, whatever the client may ask for.
+fn refuse_scopes_beyond_role(
+    context: &ApiContext,
+    approved: &Approved,
+    user: &UserRecord,
+) -> Option<Response> {
+    (approved.scopes.contains("admin") && user.role != Role::Admin).then(|| {
+        error_redirect(
+            &approved.redirect_uri,
+            "invalid_scope",
+            "the admin scope is only for administrators",
+            approved.state.as_deref(),
+            context,
+        )
+    })
 }
 
 async fn issue_code(

@@ -22,6 +22,8 @@ mod discovery;
 mod revocation;
 mod token;
 
+pub(crate) use revocation::active_claims;
+
 /// The authorization server's settings.
 #[derive(Clone)]
 pub struct OAuthSettings {

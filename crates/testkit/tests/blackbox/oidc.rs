@@ -763,3 +763,197 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap()
 }
+
+/// An access token for `email` from the first-party console client, through the browser flow.
+async fn token_for(
+    app: &TestApp,
+    client: &Client,
+    email: &str,
+    scopes: &[&str],
+) -> Result<String, String> {
+    app.logout().await;
+    app.login(email, PASSWORD, "/account").await;
+    let started = start(client, scopes);
+    let redirected = authorize_in_browser(app, &started.url).await;
+    if let Some(error) = query_param(&redirected, "error") {
+        return Err(error);
+    }
+    let code = query_param(&redirected, "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(started.verifier)
+        .request_async(&app.client)
+        .await
+        .unwrap();
+    Ok(tokens.access_token().secret().clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_manage_clients_through_the_api_and_nobody_else_can() {
+    let app = user_app().await;
+    app.signup("root@example.com", PASSWORD).await;
+    let data_dir = app.data_dir.path().to_str().unwrap().to_owned();
+    let promoted = warden_command(&[
+        "admin",
+        "users",
+        "set-role",
+        "root@example.com",
+        "admin",
+        "--data-dir",
+        &data_dir,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        promoted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    let output = warden_command(&[
+        "admin",
+        "clients",
+        "create",
+        "--name",
+        "Warden console",
+        "--public",
+        "--first-party",
+        "--scope",
+        "openid admin devices:read",
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+        "--data-dir",
+        &data_dir,
+    ])
+    .output()
+    .unwrap();
+    let console_id = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let console = discover(&app, &console_id).await;
+
+    // A customer cannot even get the admin scope.
+    assert_eq!(
+        token_for(&app, &console, "ada@example.com", &["admin"]).await,
+        Err("invalid_scope".into())
+    );
+    let customer = token_for(&app, &console, "ada@example.com", &["devices:read"])
+        .await
+        .unwrap();
+    let admin_without_scope = token_for(&app, &console, "root@example.com", &["devices:read"])
+        .await
+        .unwrap();
+    let admin = token_for(&app, &console, "root@example.com", &["admin"])
+        .await
+        .unwrap();
+
+    let list = |token: Option<String>| {
+        let mut request = app.client.get(app.url("/api/v1/admin/clients"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let anonymous = list(None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        "Bearer realm=\"warden\""
+    );
+    assert_eq!(
+        anonymous.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    assert_eq!(
+        list(Some(customer.clone())).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        list(Some(admin_without_scope)).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        list(Some("garbage".into())).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let clients: Value = list(Some(admin.clone()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        clients["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["client_id"] == console_id.as_str())
+    );
+
+    let create = |token: String, body: Value| {
+        app.client
+            .post(app.url("/api/v1/admin/clients"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let refused = create(
+        customer,
+        serde_json::json!({"name": "sneaky", "scope": "admin"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let bad = create(
+        admin.clone(),
+        serde_json::json!({"name": "fleet", "redirect_uris": ["http://evil.example/cb"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let bad: Value = bad.json().await.unwrap();
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("http://evil.example/cb"),
+        "{bad}"
+    );
+    let unknown_field = create(
+        admin.clone(),
+        serde_json::json!({"name": "fleet", "secret": "mine"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown_field.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let created = create(
+        admin,
+        serde_json::json!({"name": "fleet service", "scope": "devices:read"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let (id, secret) = (
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap(),
+    );
+    let token = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        token.status(),
+        StatusCode::OK,
+        "the new client works at once"
+    );
+}

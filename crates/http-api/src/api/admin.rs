@@ -1,0 +1,71 @@
+//! Administration: OAuth clients.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use oauth::client::Registration;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::caller::Admin;
+use crate::{ApiContext, ApiError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewClient {
+    name: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    first_party: bool,
+}
+
+pub(crate) async fn list_clients(
+    _admin: Admin,
+    State(context): State<ApiContext>,
+) -> Result<Json<Value>, ApiError> {
+    let clients = context.store.oauth_clients().all().await?;
+    let items: Vec<Value> = clients
+        .iter()
+        .map(|client| {
+            json!({
+                "client_id": client.client_id,
+                "name": client.name,
+                "kind": client.kind.as_str(),
+                "scope": client.allowed_scopes.to_string(),
+                "redirect_uris": client.redirect_uris,
+                "first_party": client.first_party,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"clients": items})))
+}
+
+/// Registers a client; a confidential client's secret is in this response and nowhere else.
+pub(crate) async fn create_client(
+    admin: Admin,
+    State(context): State<ApiContext>,
+    Json(request): Json<NewClient>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let registration = Registration {
+        name: request.name,
+        scope: request.scope,
+        public: request.public,
+        redirect_uris: request.redirect_uris,
+        first_party: request.first_party,
+    };
+    let (client, secret) = registration
+        .register(&context.oauth.secret_hasher, context.identity.clock.now())
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    context.store.oauth_clients().insert(&client).await?;
+    tracing::info!(admin = %admin.user.id, client_id = %client.client_id, "client registered");
+    let mut body = json!({"client_id": client.client_id, "kind": client.kind.as_str()});
+    if let Some(secret) = secret {
+        body["client_secret"] = secret.as_str().into();
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
