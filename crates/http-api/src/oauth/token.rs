@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Redemption, RefreshRecord};
 use tokens::jwt::{self, AccessClaims, IdClaims};
+use tokens::keys::SigningKey;
 
 use super::{OAuthErrorResponse, key_ring};
 use crate::{ApiContext, ApiError};
@@ -386,10 +387,7 @@ async fn exchange(
         None => granted,
     };
     let now = context.identity.clock.now();
-    let ring = key_ring(context).await?;
-    let signer = ring.signer(now).ok_or(ApiError::Unavailable {
-        what: "token signing",
-    })?;
+    let signer = signer(context, now).await?;
     let issued_at = now.unix_millis().div_euclid(1000);
     let lifetime = i64::try_from(context.oauth.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
     let claims = AccessClaims {
@@ -407,7 +405,8 @@ async fn exchange(
             sub: client.client_id.clone(),
         }),
     };
-    let token = jwt::issue(signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let token =
+        jwt::issue(&signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
     tracing::info!(client_id = %client.client_id, audience = %claims.aud, "token exchanged");
     Ok(json!({
         "access_token": token,
@@ -416,6 +415,17 @@ async fn exchange(
         "expires_in": claims.exp - issued_at,
         "scope": claims.scope,
     }))
+}
+
+/// The key that signs at `now`.
+async fn signer(context: &ApiContext, now: Timestamp) -> Result<SigningKey, ApiError> {
+    key_ring(context)
+        .await?
+        .signer(now)
+        .cloned()
+        .ok_or(ApiError::Unavailable {
+            what: "token signing",
+        })
 }
 
 async fn new_refresh_token(
@@ -452,10 +462,7 @@ async fn access_token(
     grant_id: Option<&str>,
 ) -> Result<(Value, String), Failure> {
     let now = context.identity.clock.now();
-    let ring = key_ring(context).await?;
-    let signer = ring.signer(now).ok_or(ApiError::Unavailable {
-        what: "token signing",
-    })?;
+    let signer = signer(context, now).await?;
     let lifetime = context.oauth.access_token_lifetime;
     let issued_at = now.unix_millis().div_euclid(1000);
     let claims = AccessClaims {
@@ -470,7 +477,8 @@ async fn access_token(
         gid: grant_id.map(str::to_owned),
         act: None,
     };
-    let token = jwt::issue(signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let token =
+        jwt::issue(&signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -492,10 +500,7 @@ async fn id_token(
     auth_time: Timestamp,
 ) -> Result<String, Failure> {
     let now = context.identity.clock.now();
-    let ring = key_ring(context).await?;
-    let signer = ring.signer(now).ok_or(ApiError::Unavailable {
-        what: "token signing",
-    })?;
+    let signer = signer(context, now).await?;
     let email = if scopes.contains("email") {
         context
             .store
@@ -520,10 +525,8 @@ async fn id_token(
         azp: client.client_id.clone(),
         email,
     };
-    Ok(
-        jwt::issue_id_token(signer, &claims)
-            .map_err(|error| ApiError::Internal(Box::new(error)))?,
-    )
+    Ok(jwt::issue_id_token(&signer, &claims)
+        .map_err(|error| ApiError::Internal(Box::new(error)))?)
 }
 
 /// The client's id and secret, from HTTP Basic (`client_secret_basic`, RFC 6749 section 2.3.1, with

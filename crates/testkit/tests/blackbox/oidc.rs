@@ -80,6 +80,26 @@ fn register_confidential_client(app: &TestApp) -> (String, String) {
     (field("client_id:"), field("client_secret:"))
 }
 
+type TokenResult = Result<
+    openidconnect::core::CoreTokenResponse,
+    RequestTokenError<
+        openidconnect::HttpClientError<reqwest::Error>,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+>;
+
+async fn refresh_with(
+    app: &TestApp,
+    client: &Client,
+    token: &openidconnect::RefreshToken,
+) -> TokenResult {
+    client
+        .exchange_refresh_token(token)
+        .unwrap()
+        .request_async(&app.client)
+        .await
+}
+
 type Client = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
@@ -233,10 +253,7 @@ async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
 
     // Refresh rotates the refresh token.
     let first_refresh = tokens.refresh_token().expect("a refresh token").clone();
-    let refreshed = client
-        .exchange_refresh_token(&first_refresh)
-        .unwrap()
-        .request_async(&app.client)
+    let refreshed = refresh_with(&app, &client, &first_refresh)
         .await
         .expect("refresh");
     let second_refresh = refreshed
@@ -293,11 +310,7 @@ async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
         .await
         .unwrap();
     assert_eq!(answer["active"], false);
-    let after = client
-        .exchange_refresh_token(&second_refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await;
+    let after = refresh_with(&app, &client, &second_refresh).await;
     assert_eq!(oauth_error(after), "invalid_grant");
 
     // Introspection is for authenticated clients only.
@@ -326,42 +339,20 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
         .await
         .unwrap();
     let first_refresh = tokens.refresh_token().unwrap().clone();
-    let refreshed = client
-        .exchange_refresh_token(&first_refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await
-        .unwrap();
+    let refreshed = refresh_with(&app, &client, &first_refresh).await.unwrap();
     let second_refresh = refreshed.refresh_token().unwrap().clone();
 
     // Within the grace window (two tabs refreshing at once) the old token is refused, nothing more.
-    let racing = client
-        .exchange_refresh_token(&first_refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await;
+    let racing = refresh_with(&app, &client, &first_refresh).await;
     assert_eq!(oauth_error(racing), "invalid_grant");
-    let still = client
-        .exchange_refresh_token(&second_refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await
-        .unwrap();
+    let still = refresh_with(&app, &client, &second_refresh).await.unwrap();
     let third_refresh = still.refresh_token().unwrap().clone();
 
     // After it, a reuse means theft: the whole family is revoked.
     app.clock.advance(std::time::Duration::from_secs(11));
-    let reuse = client
-        .exchange_refresh_token(&first_refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await;
+    let reuse = refresh_with(&app, &client, &first_refresh).await;
     assert_eq!(oauth_error(reuse), "invalid_grant");
-    let after = client
-        .exchange_refresh_token(&third_refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await;
+    let after = refresh_with(&app, &client, &third_refresh).await;
     assert_eq!(oauth_error(after), "invalid_grant", "the family is revoked");
 }
 
@@ -402,11 +393,7 @@ async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_firs
         .await;
     assert_eq!(oauth_error(second), "invalid_grant");
     let refresh = first.refresh_token().unwrap();
-    let revoked = client
-        .exchange_refresh_token(refresh)
-        .unwrap()
-        .request_async(&app.client)
-        .await;
+    let revoked = refresh_with(&app, &client, refresh).await;
     assert_eq!(oauth_error(revoked), "invalid_grant");
 
     // An expired code.
