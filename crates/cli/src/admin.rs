@@ -273,7 +273,16 @@ async fn clients(
             public,
             redirect_uris,
             first_party,
+            jwks,
         } => {
+            let jwks = match jwks {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))
+                        .map_err(Failure::Input)?,
+                ),
+                None => None,
+            };
             let hasher = SecretHasher::new(server::signing::load_or_create_secret(
                 &settings.data_dir.join(server::CLIENT_SECRET_KEY_FILE),
             )?);
@@ -283,6 +292,7 @@ async fn clients(
                 public,
                 redirect_uris,
                 first_party,
+                jwks,
             };
             let (client, secret) = registration
                 .register(&hasher, SystemClock.now())

@@ -133,6 +133,10 @@ pub enum ClientsCommand {
         /// One of Warden's own clients: users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// A JWK Set file with the client's public keys: it authenticates with signed assertions
+        /// (private_key_jwt) and gets no secret.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<std::path::PathBuf>,
     },
     /// List clients.
     List,

@@ -51,6 +51,9 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Warden's own clients (console, CLI) need no consent screen.
     pub first_party: bool,
+    /// For `private_key_jwt`: the client's public keys (a JWK Set, JSON). Such a client has no
+    /// secret.
+    pub jwks: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -135,7 +138,10 @@ mod tests {
         match (&result, &expected) {
             (Ok((client, secret)), Ok(kind)) => {
                 assert_eq!(client.kind, *kind);
-                assert_eq!(secret.is_some(), *kind == ClientKind::Confidential);
+                assert_eq!(
+                    secret.is_some(),
+                    *kind == ClientKind::Confidential && client.jwks.is_none()
+                );
                 if let Some(secret) = secret {
                     assert!(hasher.matches(secret, client.secret_hash.as_deref().unwrap()));
                 }
@@ -223,6 +229,8 @@ pub struct Registration {
     pub public: bool,
     pub redirect_uris: Vec<String>,
     pub first_party: bool,
+    /// Public keys for `private_key_jwt` instead of a secret.
+    pub jwks: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -237,6 +245,10 @@ pub enum RegistrationError {
     RedirectUri(String),
     #[error("at most 20 redirect URIs")]
     TooManyRedirectUris,
+    #[error("jwks: {0}")]
+    Jwks(String),
+    #[error("a public client cannot have keys")]
+    PublicWithKeys,
 }
 
 impl Registration {
@@ -268,7 +280,14 @@ impl Registration {
                 return Err(RegistrationError::RedirectUri(uri.clone()));
             }
         }
-        let secret = (!self.public).then(ClientSecret::generate);
+        if let Some(jwks) = &self.jwks {
+            if self.public {
+                return Err(RegistrationError::PublicWithKeys);
+            }
+            crate::assertion::parse_key_set(jwks).map_err(RegistrationError::Jwks)?;
+        }
+        // A client with keys proves itself with them; only the others get a secret.
+        let secret = (!self.public && self.jwks.is_none()).then(ClientSecret::generate);
         let client = Client {
             client_id: generate_client_id(),
             name,
@@ -281,6 +300,7 @@ impl Registration {
             allowed_scopes,
             redirect_uris: self.redirect_uris,
             first_party: self.first_party,
+            jwks: self.jwks,
             created_at: now,
         };
         Ok((client, secret))

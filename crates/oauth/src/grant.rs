@@ -79,6 +79,7 @@ mod tests {
             allowed_scopes: Scopes::parse("openid devices:read devices:write").unwrap(),
             redirect_uris: Vec::new(),
             first_party: false,
+            jwks: None,
             created_at: Timestamp::from_unix_millis(0),
         }
     }

@@ -3,6 +3,7 @@
 //! RFC 6749 ([`error`]). The HTTP endpoints in `http-api` parse requests into these types, ask, and
 //! write the answer.
 
+pub mod assertion;
 pub mod client;
 pub mod error;
 pub mod grant;

@@ -14,8 +14,7 @@ pub struct OAuthClients<'a> {
     pool: &'a AnyPool,
 }
 
-const COLUMNS: &str =
-    "client_id, name, kind, secret_hash, allowed_scopes, created_at, redirect_uris, first_party";
+const COLUMNS: &str = "client_id, name, kind, secret_hash, allowed_scopes, created_at, redirect_uris, first_party, jwks";
 
 impl<'a> OAuthClients<'a> {
     pub(crate) fn new(pool: &'a AnyPool) -> Self {
@@ -24,7 +23,7 @@ impl<'a> OAuthClients<'a> {
 
     pub async fn insert(&self, client: &Client) -> Result<(), StoreError> {
         let query = format!(
-            "INSERT INTO oauth_clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO oauth_clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
         sqlx::query(&query)
             .bind(&client.client_id)
@@ -35,6 +34,7 @@ impl<'a> OAuthClients<'a> {
             .bind(client.created_at.unix_millis())
             .bind(client.redirect_uris.join("\n"))
             .bind(i64::from(client.first_party))
+            .bind(client.jwks.clone())
             .execute(self.pool)
             .await?;
         Ok(())
@@ -53,6 +53,25 @@ impl<'a> OAuthClients<'a> {
         let query = format!("SELECT {COLUMNS} FROM oauth_clients ORDER BY created_at, client_id");
         let rows = sqlx::query(&query).fetch_all(self.pool).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// Records a client assertion's `jti`; false when it was seen before (a replay).
+    pub async fn record_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO used_client_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id, jti) DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at.unix_millis())
+        .execute(self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 }
 
@@ -75,6 +94,7 @@ fn decode(row: &AnyRow) -> Result<Client, StoreError> {
             .map_err(|e| corrupt("allowed_scopes", e.to_string()))?,
         redirect_uris: redirect_uris.lines().map(str::to_owned).collect(),
         first_party: first_party != 0,
+        jwks: row.try_get("jwks")?,
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
     })
 }

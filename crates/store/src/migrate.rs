@@ -52,6 +52,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_second_factor.sql"),
         postgres: include_str!("../migrations/postgres/0006_second_factor.sql"),
     },
+    Migration {
+        version: 7,
+        name: "private_key_jwt",
+        sqlite: include_str!("../migrations/sqlite/0007_private_key_jwt.sql"),
+        postgres: include_str!("../migrations/postgres/0007_private_key_jwt.sql"),
+    },
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -67,10 +73,11 @@ pub(crate) const TABLES: &[&str] = &[
     "revoked_grants",
     "revoked_access_tokens",
     "recovery_codes",
+    "used_client_assertions",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 6;
+pub const LATEST_SCHEMA_VERSION: i64 = 7;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

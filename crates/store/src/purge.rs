@@ -12,6 +12,7 @@ pub struct PurgeReport {
     pub authorization_codes: u64,
     pub refresh_tokens: u64,
     pub revoked_access_tokens: u64,
+    pub client_assertions: u64,
     pub login_throttles: u64,
 }
 
@@ -48,6 +49,7 @@ impl Store {
             authorization_codes: delete("DELETE FROM authorization_codes WHERE expires_at <= $1", now_ms).await?,
             refresh_tokens: delete("DELETE FROM refresh_tokens WHERE expires_at <= $1", now_ms).await?,
             revoked_access_tokens: delete("DELETE FROM revoked_access_tokens WHERE expires_at <= $1", now_ms).await?,
+            client_assertions: delete("DELETE FROM used_client_assertions WHERE expires_at <= $1", now_ms).await?,
             login_throttles: delete(
                 "DELETE FROM login_throttle WHERE last_failure_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)",
                 now_ms - throttle_memory_millis,

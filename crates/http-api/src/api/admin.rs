@@ -22,6 +22,9 @@ pub(crate) struct NewClient {
     redirect_uris: Vec<String>,
     #[serde(default)]
     first_party: bool,
+    /// Public keys (a JWK Set) for `private_key_jwt`, instead of a secret.
+    #[serde(default)]
+    jwks: Option<Value>,
 }
 
 pub(crate) async fn list_clients(
@@ -39,6 +42,11 @@ pub(crate) async fn list_clients(
                 "scope": client.allowed_scopes.to_string(),
                 "redirect_uris": client.redirect_uris,
                 "first_party": client.first_party,
+                "auth_method": match (&client.jwks, client.kind) {
+                    (Some(_), _) => "private_key_jwt",
+                    (None, oauth::client::ClientKind::Public) => "none",
+                    (None, oauth::client::ClientKind::Confidential) => "client_secret_basic",
+                },
             })
         })
         .collect();
@@ -57,6 +65,7 @@ pub(crate) async fn create_client(
         public: request.public,
         redirect_uris: request.redirect_uris,
         first_party: request.first_party,
+        jwks: request.jwks.map(|jwks| jwks.to_string()),
     };
     let (client, secret) = registration
         .register(&context.oauth.secret_hasher, context.identity.clock.now())

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokens::jwt::{self, AccessClaims, Expectations};
 
 use super::key_ring;
-use super::token::{Failure, authenticate};
+use super::token::{ClientAuth, Failure, authenticate};
 use crate::{ApiContext, ApiError};
 
 #[derive(Deserialize)]
@@ -24,6 +24,8 @@ pub(crate) struct TokenParams {
     _hint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 /// The claims of `token` if it is an access token Warden issued that is still active: signature,
@@ -61,14 +63,13 @@ async fn calling_client(
     headers: &HeaderMap,
     params: &TokenParams,
 ) -> Result<Client, Response> {
-    match authenticate(
-        context,
-        headers,
-        params.client_id.as_deref(),
-        params.client_secret.as_deref(),
-    )
-    .await
-    {
+    let auth = ClientAuth {
+        client_id: params.client_id.as_deref(),
+        client_secret: params.client_secret.as_deref(),
+        assertion_type: params.client_assertion_type.as_deref(),
+        assertion: params.client_assertion.as_deref(),
+    };
+    match authenticate(context, headers, &auth).await {
         Ok(client) => Ok(client),
         Err(Failure::OAuth(error)) => Err(super::OAuthErrorResponse(error).into_response()),
         Err(Failure::Api(error)) => Err(error.into_response()),

@@ -14,7 +14,7 @@ use oauth::client::{Client, ClientKind, ClientSecret};
 use oauth::error::{ErrorCode, OAuthError};
 use oauth::pkce::CodeChallenge;
 use oauth::scope::Scopes;
-use oauth::{grant, random_token, token_hash};
+use oauth::{assertion, grant, random_token, token_hash};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Redemption, RefreshRecord};
@@ -47,6 +47,8 @@ pub(crate) struct TokenForm {
     subject_token_type: Option<String>,
     requested_token_type: Option<String>,
     audience: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 pub(crate) async fn token(
@@ -97,13 +99,7 @@ async fn issue(
         .grant_type
         .clone()
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
-    let client = authenticate(
-        context,
-        headers,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )
-    .await?;
+    let client = authenticate(context, headers, &form.client_auth()).await?;
     match grant_type.as_str() {
         "client_credentials" => {
             let scopes = grant::client_credentials(&client, form.scope.as_deref())?;
@@ -122,15 +118,36 @@ async fn issue(
     }
 }
 
-/// Who is asking: a confidential client proves it with its secret; a public client names itself
-/// and is held to PKCE and its redirect URIs instead.
+impl TokenForm {
+    fn client_auth(&self) -> ClientAuth<'_> {
+        ClientAuth {
+            client_id: self.client_id.as_deref(),
+            client_secret: self.client_secret.as_deref(),
+            assertion_type: self.client_assertion_type.as_deref(),
+            assertion: self.client_assertion.as_deref(),
+        }
+    }
+}
+
+/// How a client identifies itself in a form, besides HTTP Basic.
+pub(super) struct ClientAuth<'a> {
+    pub client_id: Option<&'a str>,
+    pub client_secret: Option<&'a str>,
+    pub assertion_type: Option<&'a str>,
+    pub assertion: Option<&'a str>,
+}
+
+/// Who is asking: a confidential client proves it with its secret or a signed assertion
+/// (`private_key_jwt`); a public client names itself and is held to PKCE and its redirect URIs.
 pub(super) async fn authenticate(
     context: &ApiContext,
     headers: &HeaderMap,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
+    auth: &ClientAuth<'_>,
 ) -> Result<Client, Failure> {
-    let (client_id, secret) = client_credentials_of(headers, client_id, client_secret)?;
+    if let Some(assertion_type) = auth.assertion_type {
+        return authenticate_with_assertion(context, auth, assertion_type).await;
+    }
+    let (client_id, secret) = client_credentials_of(headers, auth.client_id, auth.client_secret)?;
     let client = context.store.oauth_clients().by_id(&client_id).await?;
     match &client {
         Some(client) if client.kind == ClientKind::Public && secret.is_none() => Ok(client.clone()),
@@ -415,6 +432,48 @@ async fn exchange(
         "expires_in": claims.exp - issued_at,
         "scope": claims.scope,
     }))
+}
+
+async fn authenticate_with_assertion(
+    context: &ApiContext,
+    auth: &ClientAuth<'_>,
+    assertion_type: &str,
+) -> Result<Client, Failure> {
+    let invalid_client = |why: &str| Failure::OAuth(OAuthError::new(ErrorCode::InvalidClient, why));
+    if assertion_type != assertion::JWT_BEARER {
+        return Err(invalid_client("unsupported client_assertion_type"));
+    }
+    let token = auth
+        .assertion
+        .ok_or_else(|| invalid_client("client_assertion is required"))?;
+    let client_id = match auth.client_id {
+        Some(id) => id.to_owned(),
+        None => assertion::claimed_client_id(token)
+            .ok_or_else(|| invalid_client("the assertion names no client"))?,
+    };
+    let client = context
+        .store
+        .oauth_clients()
+        .by_id(&client_id)
+        .await?
+        .ok_or_else(|| invalid_client("client authentication failed"))?;
+    let now = context.identity.clock.now();
+    let token_endpoint = format!("{}/oauth2/token", context.oauth.issuer);
+    let verified = assertion::verify(
+        token,
+        &client,
+        &[&token_endpoint, &context.oauth.issuer],
+        now,
+    )?;
+    let fresh = context
+        .store
+        .oauth_clients()
+        .record_assertion(&client.client_id, &verified.jti, verified.expires_at)
+        .await?;
+    if !fresh {
+        return Err(invalid_client("this client assertion was used before"));
+    }
+    Ok(client)
 }
 
 /// The key that signs at `now`.

@@ -259,3 +259,121 @@ async fn key_rotation_keeps_issued_tokens_valid_and_retiring_a_key_invalidates_i
     assert!(error.contains("not in the JWKS"), "{error}");
     verify_with_jwks(&app, &new).await.unwrap();
 }
+
+/// A client assertion (RFC 7523) signed with `key`, as a service would make it with a JOSE library.
+fn assertion(
+    key: &tokens::keys::SigningKey,
+    client_id: &str,
+    audience: &str,
+    exp: i64,
+    jti: &str,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+    header.kid = Some(key.kid.clone());
+    let claims = serde_json::json!({"iss": client_id, "sub": client_id, "aud": audience, "exp": exp, "jti": jti});
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_authenticates_with_a_signed_assertion_once() {
+    let app = TestApp::spawn().await;
+    let now = model::Clock::now(&app.clock);
+    let key = tokens::keys::SigningKey::generate(now, now).unwrap();
+    let jwks = serde_json::json!({"keys": [key.jwk()]});
+    let jwks_file = app.data_dir.path().join("service-jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let out = admin(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "fleet service",
+            "--scope",
+            "devices:read",
+            "--jwks",
+            jwks_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !out.contains("client_secret"),
+        "a client with keys gets no secret: {out}"
+    );
+    let client_id = field(&out, "client_id:").to_owned();
+    let endpoint = app.url("/oauth2/token");
+    let exp = now.unix_millis() / 1000 + 60;
+
+    let send = |assertion: String| {
+        app.client
+            .post(app.url("/oauth2/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.as_str()),
+            ])
+            .send()
+    };
+    let good = assertion(&key, &client_id, &endpoint, exp, "jti-1");
+    let response = send(good.clone()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    let claims = verify_with_jwks(&app, token["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims["client_id"], client_id.as_str());
+
+    let other_key = tokens::keys::SigningKey::generate(now, now).unwrap();
+    let refusals = [
+        (good, "replayed"),
+        (
+            assertion(
+                &key,
+                &client_id,
+                "https://elsewhere.example/token",
+                exp,
+                "jti-2",
+            ),
+            "wrong audience",
+        ),
+        (
+            assertion(
+                &key,
+                &client_id,
+                &endpoint,
+                now.unix_millis() / 1000 - 1,
+                "jti-3",
+            ),
+            "expired",
+        ),
+        (
+            assertion(&key, &client_id, &endpoint, exp + 3600, "jti-4"),
+            "valid too long",
+        ),
+        (
+            assertion(&other_key, &client_id, &endpoint, exp, "jti-5"),
+            "foreign key",
+        ),
+        (
+            assertion(&key, "wc_someone_else", &endpoint, exp, "jti-6"),
+            "unknown client",
+        ),
+    ];
+    for (assertion, case) in refusals {
+        let response = send(assertion).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"],
+            "invalid_client",
+            "{case}"
+        );
+    }
+    // The issuer is an accepted audience too.
+    let by_issuer = send(assertion(&key, &client_id, &app.base_url, exp, "jti-7"))
+        .await
+        .unwrap();
+    assert_eq!(by_issuer.status(), StatusCode::OK);
+}
