@@ -115,6 +115,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         audience: format!("{issuer}/api"),
         issuer,
         access_token_lifetime: settings.access_token_lifetime,
+        refresh_reuse_grace: settings.refresh_reuse_grace,
         secret_hasher: SecretHasher::new(signing::load_or_create_secret(
             &data_dir.join(CLIENT_SECRET_KEY_FILE),
         )?),

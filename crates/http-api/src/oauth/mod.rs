@@ -32,6 +32,8 @@ pub struct OAuthSettings {
     /// The `aud` of access tokens for Warden's own API.
     pub audience: String,
     pub access_token_lifetime: Duration,
+    /// See `oauth.refresh_reuse_grace_seconds` in the configuration reference.
+    pub refresh_reuse_grace: Duration,
     pub secret_hasher: SecretHasher,
 }
 

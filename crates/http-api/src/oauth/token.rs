@@ -26,9 +26,6 @@ use crate::{ApiContext, ApiError};
 
 /// How long a refresh token lives when unused.
 const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
-/// A refresh token presented again within this window after its rotation is refused without
-/// revoking the grant: two tabs refreshing at once are not an attack.
-const REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -268,7 +265,7 @@ async fn refresh(
     {
         Redemption::Fresh(record) => record,
         Redemption::Replayed(record, used_at) => {
-            if now < used_at.plus(REFRESH_REUSE_GRACE) {
+            if now < used_at.plus(context.oauth.refresh_reuse_grace) {
                 return Err(invalid_grant(
                     "the refresh token was just rotated; use the new one",
                 ));

@@ -47,6 +47,9 @@ pub struct OAuthConfig {
     /// How long a new signing key is published in the JWKS before it signs, in seconds: at least as
     /// long as token verifiers cache the JWKS.
     pub key_publish_lead_seconds: u64,
+    /// After a refresh token is rotated, how long presenting it again is refused without revoking
+    /// the grant (two tabs refreshing at once), in seconds. Later reuse revokes the whole grant.
+    pub refresh_reuse_grace_seconds: u64,
 }
 
 impl Default for OAuthConfig {
@@ -55,6 +58,7 @@ impl Default for OAuthConfig {
             issuer: String::new(),
             access_token_seconds: 600,
             key_publish_lead_seconds: 3600,
+            refresh_reuse_grace_seconds: 10,
         }
     }
 }
@@ -210,6 +214,7 @@ pub struct Settings {
     pub oauth_issuer: Option<String>,
     pub access_token_lifetime: Duration,
     pub key_publish_lead: Duration,
+    pub refresh_reuse_grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -363,6 +368,12 @@ impl Config {
                 ));
             }
         };
+        if self.oauth.refresh_reuse_grace_seconds > 300 {
+            return Err(invalid(
+                "oauth.refresh_reuse_grace_seconds",
+                "must be at most 300: a longer grace gives a stolen refresh token time to be used",
+            ));
+        }
         let access_token_seconds = positive(
             "oauth.access_token_seconds",
             self.oauth.access_token_seconds,
@@ -392,6 +403,7 @@ impl Config {
             oauth_issuer,
             access_token_lifetime: Duration::from_secs(access_token_seconds),
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),
+            refresh_reuse_grace: Duration::from_secs(self.oauth.refresh_reuse_grace_seconds),
             log_format: self.log.format,
             log_level: self.log.level.clone(),
         })
@@ -545,6 +557,10 @@ mod tests {
         check(
             |c| c.oauth.access_token_seconds = 90_000,
             Some(("oauth.access_token_seconds", "at most")),
+        );
+        check(
+            |c| c.oauth.refresh_reuse_grace_seconds = 301,
+            Some(("oauth.refresh_reuse_grace_seconds", "at most 300")),
         );
     }
 
