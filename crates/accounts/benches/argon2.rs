@@ -26,6 +26,12 @@ fn main() {
     }
     let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    println!("argon2id m=19456 t=2 p=1: {:.2} ms per verification", per_hash * 1000.0);
-    println!("hash bound: {:.1} logins/s on {cores} cores", cores as f64 / per_hash);
+    println!(
+        "argon2id m=19456 t=2 p=1: {:.2} ms per verification",
+        per_hash * 1000.0
+    );
+    println!(
+        "hash bound: {:.1} logins/s on {cores} cores",
+        cores as f64 / per_hash
+    );
 }

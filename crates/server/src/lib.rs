@@ -21,7 +21,7 @@ use std::time::Duration;
 use accounts::breached::CommonPasswords;
 use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
-use http_api::{ApiContext, HttpMetrics, Identity, Limits, OAuthSettings};
+use http_api::{ApiContext, HttpMetrics, Identity, KeyCache, Limits, OAuthSettings};
 use model::{Clock, SystemClock};
 use oauth::client::SecretHasher;
 use prometheus_client::metrics::family::Family;
@@ -116,6 +116,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         issuer,
         access_token_lifetime: settings.access_token_lifetime,
         refresh_reuse_grace: settings.refresh_reuse_grace,
+        keys: KeyCache::new(settings.key_cache),
         secret_hasher: SecretHasher::new(signing::load_or_create_secret(
             &data_dir.join(CLIENT_SECRET_KEY_FILE),
         )?),

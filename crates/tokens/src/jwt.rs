@@ -2,11 +2,11 @@
 
 use std::collections::HashSet;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use model::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{KeyRing, SigningKey};
+use crate::keys::KeyRing;
 
 /// The `typ` header RFC 9068 gives access tokens, so they cannot pass for ID tokens.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -80,6 +80,8 @@ pub enum TokenError {
     WrongAudience,
     #[error("cannot sign the token: {0}")]
     Signing(String),
+    #[error("no signing key is usable now")]
+    NoSigningKey,
 }
 
 /// The claims of an OpenID Connect ID token (Core 1.0 section 2).
@@ -100,23 +102,33 @@ pub struct IdClaims {
     pub email: Option<String>,
 }
 
-/// Signs access token `claims` with `key`.
-pub fn issue(key: &SigningKey, claims: &AccessClaims) -> Result<String, TokenError> {
-    sign(key, ACCESS_TOKEN_TYPE, claims)
+/// Signs access token `claims` with the key of `ring` that signs at `now`.
+pub fn issue(ring: &KeyRing, now: Timestamp, claims: &AccessClaims) -> Result<String, TokenError> {
+    sign(ring, now, ACCESS_TOKEN_TYPE, claims)
 }
 
-/// Signs ID token `claims` with `key`.
-pub fn issue_id_token(key: &SigningKey, claims: &IdClaims) -> Result<String, TokenError> {
-    sign(key, "JWT", claims)
+/// Signs ID token `claims` with the key of `ring` that signs at `now`.
+pub fn issue_id_token(
+    ring: &KeyRing,
+    now: Timestamp,
+    claims: &IdClaims,
+) -> Result<String, TokenError> {
+    sign(ring, now, "JWT", claims)
 }
 
-fn sign(key: &SigningKey, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+fn sign(
+    ring: &KeyRing,
+    now: Timestamp,
+    typ: &str,
+    claims: &impl Serialize,
+) -> Result<String, TokenError> {
+    let key = ring.signer(now).ok_or(TokenError::NoSigningKey)?;
+    let parsed = ring.parsed(&key.kid).ok_or(TokenError::NoSigningKey)?;
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(key.kid.clone());
     header.typ = Some(typ.to_owned());
-    let encoding = EncodingKey::from_ec_pem(key.private_pem.as_bytes())
-        .map_err(|e| TokenError::Signing(e.to_string()))?;
-    jsonwebtoken::encode(&header, claims, &encoding).map_err(|e| TokenError::Signing(e.to_string()))
+    jsonwebtoken::encode(&header, claims, &parsed.encoding)
+        .map_err(|e| TokenError::Signing(e.to_string()))
 }
 
 /// `at_hash` for an ES256 ID token: the left half of the access token's SHA-256, base64url.
@@ -145,15 +157,17 @@ pub fn verify(
         .ok_or(TokenError::UnknownKey {
             kid: header.kid.clone(),
         })?;
-    let decoding = DecodingKey::from_ec_components(&key.public_x, &key.public_y)
-        .map_err(|_| TokenError::BadSignature)?;
+    let decoding = &ring
+        .parsed(&key.kid)
+        .ok_or(TokenError::BadSignature)?
+        .decoding;
     let mut validation = Validation::new(Algorithm::ES256);
     // Time and audience are judged below against Warden's clock, not the system's.
     validation.validate_exp = false;
     validation.validate_aud = false;
     validation.required_spec_claims = HashSet::new();
     let data =
-        jsonwebtoken::decode::<AccessClaims>(token, &decoding, &validation).map_err(|error| {
+        jsonwebtoken::decode::<AccessClaims>(token, decoding, &validation).map_err(|error| {
             match error.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
                 _ => TokenError::Malformed,
@@ -187,6 +201,7 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
+    use crate::keys::SigningKey;
 
     const EXPECTED: Expectations<'static> = Expectations {
         issuer: "https://warden.example",
@@ -212,6 +227,15 @@ mod tests {
         }
     }
 
+    /// Signs with exactly `key`, whatever its timeline.
+    fn sign_with(key: &SigningKey, claims: &AccessClaims) -> Result<String, TokenError> {
+        issue(
+            &KeyRing::new(vec![key.clone()], Duration::ZERO),
+            Timestamp::from_unix_millis(i64::MAX / 2),
+            claims,
+        )
+    }
+
     fn ring(keys: &[&SigningKey]) -> KeyRing {
         KeyRing::new(
             keys.iter().map(|k| (*k).clone()).collect(),
@@ -228,7 +252,7 @@ mod tests {
         let key = SigningKey::generate(at(0), at(0)).unwrap();
         let other = SigningKey::generate(at(0), at(0)).unwrap();
         let keys = ring(&[&key]);
-        let token = issue(&key, &claims(1000, 1600)).unwrap();
+        let token = sign_with(&key, &claims(1000, 1600)).unwrap();
 
         check(&token, &keys, 1000, Ok(()));
         check(&token, &keys, 1599, Ok(()));
@@ -247,18 +271,18 @@ mod tests {
         let mut wrong_issuer = claims(1000, 1600);
         wrong_issuer.iss = "https://evil.example".into();
         check(
-            &issue(&key, &wrong_issuer).unwrap(),
+            &sign_with(&key, &wrong_issuer).unwrap(),
             &keys,
             1000,
             Err(TokenError::WrongIssuer),
         );
         let mut part = claims(1000, 1600);
         part.aud = format!("{}/devices", EXPECTED.audience);
-        check(&issue(&key, &part).unwrap(), &keys, 1000, Ok(()));
+        check(&sign_with(&key, &part).unwrap(), &keys, 1000, Ok(()));
         let mut lookalike = claims(1000, 1600);
         lookalike.aud = format!("{}-evil", EXPECTED.audience);
         check(
-            &issue(&key, &lookalike).unwrap(),
+            &sign_with(&key, &lookalike).unwrap(),
             &keys,
             1000,
             Err(TokenError::WrongAudience),
@@ -266,7 +290,7 @@ mod tests {
         let mut wrong_audience = claims(1000, 1600);
         wrong_audience.aud = "other-api".into();
         check(
-            &issue(&key, &wrong_audience).unwrap(),
+            &sign_with(&key, &wrong_audience).unwrap(),
             &keys,
             1000,
             Err(TokenError::WrongAudience),
@@ -276,7 +300,7 @@ mod tests {
     #[test]
     fn a_tampered_payload_or_a_foreign_signature_is_refused() {
         let key = SigningKey::generate(at(0), at(0)).unwrap();
-        let token = issue(&key, &claims(1000, 1600)).unwrap();
+        let token = sign_with(&key, &claims(1000, 1600)).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let mut payload: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -293,7 +317,7 @@ mod tests {
         // Another key signing under this key's kid.
         let mut impostor = SigningKey::generate(at(0), at(0)).unwrap();
         impostor.kid = key.kid.clone();
-        let forged = issue(&impostor, &claims(1000, 1600)).unwrap();
+        let forged = sign_with(&impostor, &claims(1000, 1600)).unwrap();
         check(&forged, &ring(&[&key]), 1000, Err(TokenError::BadSignature));
     }
 
@@ -314,7 +338,7 @@ mod tests {
     #[test]
     fn the_header_names_the_key_and_the_access_token_type() {
         let key = SigningKey::generate(at(0), at(0)).unwrap();
-        let header = jsonwebtoken::decode_header(&issue(&key, &claims(1, 2)).unwrap()).unwrap();
+        let header = jsonwebtoken::decode_header(&sign_with(&key, &claims(1, 2)).unwrap()).unwrap();
         assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.alg, Algorithm::ES256);

@@ -1,10 +1,12 @@
 //! Signing keys (ECDSA P-256, for ES256) and when each one signs and is published.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use model::Timestamp;
 use serde::Serialize;
 
@@ -94,25 +96,70 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
-/// All keys, and the rules deciding which one signs and which are published.
-#[derive(Clone, Debug)]
+/// All keys, and the rules deciding which one signs and which are published. The keys are
+/// parsed once, when the ring is made, not per token.
+#[derive(Clone)]
 pub struct KeyRing {
     keys: Vec<SigningKey>,
     /// How long a superseded key stays published: at least the longest token lifetime.
     retention: Duration,
+    parsed: HashMap<String, ParsedKey>,
+}
+
+#[derive(Clone)]
+pub(crate) struct ParsedKey {
+    pub(crate) encoding: EncodingKey,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("keys", &self.keys)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyRing {
+    /// A ring of `keys`. A key whose stored material does not parse is left out of signing and
+    /// verification (and logged by the caller through [`KeyRing::unusable`]).
     pub fn new(mut keys: Vec<SigningKey>, retention: Duration) -> Self {
         keys.sort_by_key(|key| (key.usable_from, key.created_at));
-        Self { keys, retention }
+        let parsed = keys
+            .iter()
+            .filter_map(|key| {
+                let encoding = EncodingKey::from_ec_pem(key.private_pem.as_bytes()).ok()?;
+                let decoding =
+                    DecodingKey::from_ec_components(&key.public_x, &key.public_y).ok()?;
+                Some((key.kid.clone(), ParsedKey { encoding, decoding }))
+            })
+            .collect();
+        Self {
+            keys,
+            retention,
+            parsed,
+        }
     }
 
-    /// The key that signs at `now`: the newest one already usable and not retired.
-    pub fn signer(&self, now: Timestamp) -> Option<&SigningKey> {
+    /// Kids of keys whose stored material could not be parsed.
+    pub fn unusable(&self) -> Vec<&str> {
         self.keys
             .iter()
-            .rfind(|key| key.retired_at.is_none() && key.usable_from <= now)
+            .filter(|key| !self.parsed.contains_key(&key.kid))
+            .map(|key| key.kid.as_str())
+            .collect()
+    }
+
+    pub(crate) fn parsed(&self, kid: &str) -> Option<&ParsedKey> {
+        self.parsed.get(kid)
+    }
+
+    /// The key that signs at `now`: the newest one already usable, not retired, and parseable.
+    pub fn signer(&self, now: Timestamp) -> Option<&SigningKey> {
+        self.keys.iter().rfind(|key| {
+            key.retired_at.is_none() && key.usable_from <= now && self.parsed.contains_key(&key.kid)
+        })
     }
 
     /// Keys whose signatures are accepted at `now`: not retired, and not superseded for longer

@@ -4,6 +4,7 @@
 //! which OAuth client libraries expect, instead of the API's own.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -25,7 +26,6 @@ mod token;
 pub(crate) use revocation::active_claims;
 
 /// The authorization server's settings.
-#[derive(Clone)]
 pub struct OAuthSettings {
     /// The `iss` of every token, and the base of every OAuth URL.
     pub issuer: String,
@@ -35,6 +35,25 @@ pub struct OAuthSettings {
     /// See `oauth.refresh_reuse_grace_seconds` in the configuration reference.
     pub refresh_reuse_grace: Duration,
     pub secret_hasher: SecretHasher,
+    pub keys: KeyCache,
+}
+
+/// The signing keys, read from the database and parsed at most once per `ttl`, so that issuing or
+/// checking a token costs no query and no key parsing. A rotation or retirement made by another
+/// process is seen within `ttl`.
+#[derive(Debug)]
+pub struct KeyCache {
+    ttl: Duration,
+    slot: tokio::sync::RwLock<Option<(std::time::Instant, Arc<KeyRing>)>>,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            slot: tokio::sync::RwLock::new(None),
+        }
+    }
 }
 
 impl fmt::Debug for OAuthSettings {
@@ -106,9 +125,19 @@ impl From<OAuthError> for OAuthErrorResponse {
     }
 }
 
-/// The signing keys as they are now in the database (a rotation by `warden admin keys rotate` in
-/// another process is seen at the next request).
-pub(crate) async fn key_ring(context: &ApiContext) -> Result<KeyRing, ApiError> {
+/// The signing keys, from the cache while it is fresh, else from the database.
+pub(crate) async fn key_ring(context: &ApiContext) -> Result<Arc<KeyRing>, ApiError> {
+    let cache = &context.oauth.keys;
+    if let Some((loaded, ring)) = cache.slot.read().await.as_ref()
+        && loaded.elapsed() < cache.ttl
+    {
+        return Ok(ring.clone());
+    }
     let keys = context.store.signing_keys().all().await?;
-    Ok(KeyRing::new(keys, context.oauth.key_retention()))
+    let ring = Arc::new(KeyRing::new(keys, context.oauth.key_retention()));
+    for kid in ring.unusable() {
+        tracing::error!(kid, "a stored signing key cannot be parsed; it is skipped");
+    }
+    *cache.slot.write().await = Some((std::time::Instant::now(), ring.clone()));
+    Ok(ring)
 }

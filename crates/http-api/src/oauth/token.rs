@@ -19,7 +19,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{Redemption, RefreshRecord};
 use tokens::jwt::{self, AccessClaims, IdClaims};
-use tokens::keys::SigningKey;
 
 use super::{OAuthErrorResponse, key_ring};
 use crate::{ApiContext, ApiError};
@@ -401,7 +400,7 @@ async fn exchange(
         None => granted,
     };
     let now = context.identity.clock.now();
-    let signer = signer(context, now).await?;
+    let ring = key_ring(context).await?;
     let issued_at = now.unix_millis().div_euclid(1000);
     let lifetime = i64::try_from(context.oauth.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
     let claims = AccessClaims {
@@ -419,8 +418,7 @@ async fn exchange(
             sub: client.client_id.clone(),
         }),
     };
-    let token =
-        jwt::issue(&signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
+    let token = jwt::issue(&ring, now, &claims).map_err(signing_failed)?;
     tracing::info!(client_id = %client.client_id, audience = %claims.aud, "token exchanged");
     Ok(json!({
         "access_token": token,
@@ -473,15 +471,14 @@ async fn authenticate_with_assertion(
     Ok(client)
 }
 
-/// The key that signs at `now`.
-async fn signer(context: &ApiContext, now: Timestamp) -> Result<SigningKey, ApiError> {
-    key_ring(context)
-        .await?
-        .signer(now)
-        .cloned()
-        .ok_or(ApiError::Unavailable {
+/// No usable signing key is an outage, not a fault of the request.
+fn signing_failed(error: jwt::TokenError) -> ApiError {
+    match error {
+        jwt::TokenError::NoSigningKey => ApiError::Unavailable {
             what: "token signing",
-        })
+        },
+        other => ApiError::Internal(Box::new(other)),
+    }
 }
 
 async fn new_refresh_token(
@@ -518,7 +515,7 @@ async fn access_token(
     grant_id: Option<&str>,
 ) -> Result<(Value, String), Failure> {
     let now = context.identity.clock.now();
-    let signer = signer(context, now).await?;
+    let ring = key_ring(context).await?;
     let lifetime = context.oauth.access_token_lifetime;
     let issued_at = now.unix_millis().div_euclid(1000);
     let claims = AccessClaims {
@@ -534,7 +531,7 @@ async fn access_token(
         act: None,
     };
     let token =
-        jwt::issue(&signer, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
+        jwt::issue(&ring, now, &claims).map_err(|error| ApiError::Internal(Box::new(error)))?;
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",
@@ -556,7 +553,7 @@ async fn id_token(
     auth_time: Timestamp,
 ) -> Result<String, Failure> {
     let now = context.identity.clock.now();
-    let signer = signer(context, now).await?;
+    let ring = key_ring(context).await?;
     let email = if scopes.contains("email") {
         context
             .store
@@ -581,8 +578,7 @@ async fn id_token(
         azp: client.client_id.clone(),
         email,
     };
-    Ok(jwt::issue_id_token(&signer, &claims)
-        .map_err(|error| ApiError::Internal(Box::new(error)))?)
+    Ok(jwt::issue_id_token(&ring, now, &claims).map_err(signing_failed)?)
 }
 
 /// The client's id and secret, from HTTP Basic (`client_secret_basic`, RFC 6749 section 2.3.1, with

@@ -206,7 +206,13 @@ pub(crate) async fn login(
 
     match (user, verification) {
         (Some(user), Verification::Match { rehash }) => {
-            throttle.clear(&account_key).await?;
+            // A write only when there is something to forget: most logins have no failures.
+            if records
+                .first()
+                .is_some_and(|(_, _, attempts)| attempts.failures > 0)
+            {
+                throttle.clear(&account_key).await?;
+            }
             if rehash {
                 upgrade_hash(&context, &user, form.password.clone()).await?;
             }

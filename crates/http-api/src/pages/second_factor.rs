@@ -260,7 +260,9 @@ pub(crate) async fn login(
         };
         return Ok(page(StatusCode::UNAUTHORIZED, "Two-step login", body));
     }
-    throttle.clear(&key).await?;
+    if attempts.failures > 0 {
+        throttle.clear(&key).await?;
+    }
     context
         .store
         .sessions()
