@@ -15,6 +15,34 @@ pub struct Identity {
     pub breached: Arc<dyn BreachedPasswords>,
     pub clock: Arc<dyn Clock>,
     pub session_lifetime: Duration,
+    /// Password hashes running at once: one per core. More would only make each slower (Argon2 is
+    /// memory-bound) and let a queue grow without bound.
+    pub hash_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// How long a login waits for a free hashing slot before it is answered 503: under overload the
+/// answer comes fast instead of after an ever longer queue.
+pub const HASH_WAIT: Duration = Duration::from_secs(2);
+
+impl Identity {
+    /// Runs a password hash or verification on a blocking thread once a slot is free.
+    pub(crate) async fn run_hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&accounts::password::Hasher) -> T + Send + 'static,
+    ) -> Result<T, crate::ApiError> {
+        let permit = tokio::time::timeout(HASH_WAIT, self.hash_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| crate::ApiError::Unavailable { what: "login" })?
+            .map_err(|_| crate::ApiError::Unavailable { what: "login" })?;
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = work(&hasher);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|error| crate::ApiError::Internal(Box::new(error)))
+    }
 }
 
 impl fmt::Debug for Identity {

@@ -131,6 +131,9 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         breached: Arc::new(CommonPasswords::builtin()),
         clock,
         session_lifetime: settings.session_lifetime,
+        hash_slots: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+        )),
     };
     let router = http_api::router(ApiContext {
         store: store.clone(),

@@ -433,10 +433,10 @@ pub(crate) async fn end_browser_session(
 
 /// Hashes on a blocking thread: an Argon2id hash takes tens of milliseconds of CPU.
 async fn hash_blocking(context: &ApiContext, password: Password) -> Result<PasswordHash, ApiError> {
-    let hasher = context.identity.hasher.clone();
-    tokio::task::spawn_blocking(move || hasher.hash(&password))
-        .await
-        .map_err(|error| ApiError::Internal(Box::new(error)))?
+    context
+        .identity
+        .run_hash(move |hasher| hasher.hash(&password))
+        .await?
         .map_err(|error| ApiError::Internal(Box::new(error)))
 }
 
@@ -447,13 +447,13 @@ pub(super) async fn verify_blocking(
     password: Password,
     stored: Option<PasswordHash>,
 ) -> Result<Verification, ApiError> {
-    let hasher = context.identity.hasher.clone();
-    tokio::task::spawn_blocking(move || match stored {
-        Some(stored) => hasher.verify(&password, &stored),
-        None => hasher.verify_decoy(&password),
-    })
-    .await
-    .map_err(|error| ApiError::Internal(Box::new(error)))
+    context
+        .identity
+        .run_hash(move |hasher| match stored {
+            Some(stored) => hasher.verify(&password, &stored),
+            None => hasher.verify_decoy(&password),
+        })
+        .await
 }
 
 /// The account whose valid session cookie the request carries.
