@@ -206,9 +206,12 @@ pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// Starts Warden, prints where to find it, and runs until SIGINT or SIGTERM.
 pub async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
+    // Listen for signals before anything is announced, so a signal sent right after the banner
+    // (by a supervisor or a test) is a clean shutdown, not the default kill.
+    let signals = Signals::install()?;
     let warden = start(settings, Arc::new(SystemClock)).await?;
     println!("{}", banner(settings, &warden));
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
     warden.shutdown().await;
     tracing::info!("stopped");
@@ -242,15 +245,27 @@ fn banner(settings: &Settings, warden: &RunningWarden) -> String {
     lines.join("\n")
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 async fn bind(address: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
