@@ -27,6 +27,8 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; fo
 
 pub(crate) fn routes() -> Router<ApiContext> {
     Router::new()
+        // The address `warden serve` prints: the account page, or the login on the way there.
+        .route("/", get(|| async { redirect("/account") }))
         .route("/signup", get(accounts::signup_page).post(accounts::signup))
         .route("/login", get(accounts::login_page).post(accounts::login))
         .route("/logout", axum::routing::post(accounts::logout))

@@ -45,6 +45,12 @@ async fn sign_up_logs_in_with_a_secure_session_cookie_and_shows_the_account() {
         );
     }
 
+    let home = app.get("/").await;
+    assert_eq!(
+        location(&home),
+        "/account",
+        "the printed URL leads to the account"
+    );
     let page = app.get("/account").await;
     assert_eq!(page.status(), StatusCode::OK);
     let csp = page.headers()["content-security-policy"]
