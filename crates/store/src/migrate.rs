@@ -15,49 +15,26 @@ struct Migration {
     postgres: &'static str,
 }
 
+/// A migration from its number and file stem; both dialects' files must exist.
+macro_rules! migration {
+    ($version:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $file,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $file, ".sql")),
+            postgres: include_str!(concat!("../migrations/postgres/", $file, ".sql")),
+        }
+    };
+}
+
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "users",
-        sqlite: include_str!("../migrations/sqlite/0001_users.sql"),
-        postgres: include_str!("../migrations/postgres/0001_users.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "sessions_and_login_throttle",
-        sqlite: include_str!("../migrations/sqlite/0002_sessions_and_login_throttle.sql"),
-        postgres: include_str!("../migrations/postgres/0002_sessions_and_login_throttle.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "signing_keys_and_oauth_clients",
-        sqlite: include_str!("../migrations/sqlite/0003_signing_keys_and_oauth_clients.sql"),
-        postgres: include_str!("../migrations/postgres/0003_signing_keys_and_oauth_clients.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "authorization_code_flow",
-        sqlite: include_str!("../migrations/sqlite/0004_authorization_code_flow.sql"),
-        postgres: include_str!("../migrations/postgres/0004_authorization_code_flow.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "revocation",
-        sqlite: include_str!("../migrations/sqlite/0005_revocation.sql"),
-        postgres: include_str!("../migrations/postgres/0005_revocation.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "second_factor",
-        sqlite: include_str!("../migrations/sqlite/0006_second_factor.sql"),
-        postgres: include_str!("../migrations/postgres/0006_second_factor.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "private_key_jwt",
-        sqlite: include_str!("../migrations/sqlite/0007_private_key_jwt.sql"),
-        postgres: include_str!("../migrations/postgres/0007_private_key_jwt.sql"),
-    },
+    migration!(1, "0001_users"),
+    migration!(2, "0002_sessions_and_login_throttle"),
+    migration!(3, "0003_signing_keys_and_oauth_clients"),
+    migration!(4, "0004_authorization_code_flow"),
+    migration!(5, "0005_revocation"),
+    migration!(6, "0006_second_factor"),
+    migration!(7, "0007_private_key_jwt"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.

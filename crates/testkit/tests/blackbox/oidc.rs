@@ -88,6 +88,20 @@ type TokenResult = Result<
     >,
 >;
 
+async fn exchange_code(
+    app: &TestApp,
+    client: &Client,
+    code: String,
+    verifier: PkceCodeVerifier,
+) -> TokenResult {
+    client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&app.client)
+        .await
+}
+
 async fn refresh_with(
     app: &TestApp,
     client: &Client,
@@ -220,11 +234,7 @@ async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
     );
     let code = query_param(&redirected, "code").unwrap();
 
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(started.verifier)
-        .request_async(&app.client)
+    let tokens = exchange_code(&app, &client, code, started.verifier)
         .await
         .expect("the code exchange");
     // The library checks the signature against the JWKS, iss, aud, exp, nonce and at_hash.
@@ -331,11 +341,7 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
     let client = discover(&app, &client_id).await;
     let started = start(&client, &["offline_access"]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(started.verifier)
-        .request_async(&app.client)
+    let tokens = exchange_code(&app, &client, code, started.verifier)
         .await
         .unwrap();
     let first_refresh = tokens.refresh_token().unwrap().clone();
@@ -366,12 +372,7 @@ async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_firs
     let started = start(&client, &["offline_access"]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
     let wrong = PkceCodeVerifier::new("x".repeat(64));
-    let result = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(wrong)
-        .request_async(&app.client)
-        .await;
+    let result = exchange_code(&app, &client, code, wrong).await;
     assert_eq!(oauth_error(result), "invalid_grant");
 
     // A code used twice: the second use fails and revokes what the first issued.
@@ -385,12 +386,7 @@ async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_firs
         .request_async(&app.client)
         .await
         .unwrap();
-    let second = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-        .request_async(&app.client)
-        .await;
+    let second = exchange_code(&app, &client, code, PkceCodeVerifier::new(verifier)).await;
     assert_eq!(oauth_error(second), "invalid_grant");
     let refresh = first.refresh_token().unwrap();
     let revoked = refresh_with(&app, &client, refresh).await;
@@ -400,12 +396,7 @@ async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_firs
     let started = start(&client, &[]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
     app.clock.advance(std::time::Duration::from_secs(61));
-    let late = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(started.verifier)
-        .request_async(&app.client)
-        .await;
+    let late = exchange_code(&app, &client, code, started.verifier).await;
     assert_eq!(oauth_error(late), "invalid_grant");
 }
 
@@ -536,11 +527,7 @@ async fn userinfo_refuses_missing_tampered_and_expired_tokens() {
     let client = discover(&app, &client_id).await;
     let started = start(&client, &[]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(started.verifier)
-        .request_async(&app.client)
+    let tokens = exchange_code(&app, &client, code, started.verifier)
         .await
         .unwrap();
     let token = tokens.access_token().secret().clone();
@@ -623,11 +610,7 @@ async fn a_service_exchanges_a_users_token_for_another_part_of_the_api() {
     let client = discover(&app, &client_id).await;
     let started = start(&client, &["devices:read", "offline_access"]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(started.verifier)
-        .request_async(&app.client)
+    let tokens = exchange_code(&app, &client, code, started.verifier)
         .await
         .unwrap();
     let user_token = tokens.access_token().secret().clone();
@@ -766,11 +749,7 @@ async fn token_for(
         return Err(error);
     }
     let code = query_param(&redirected, "code").unwrap();
-    let tokens = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(started.verifier)
-        .request_async(&app.client)
+    let tokens = exchange_code(app, client, code, started.verifier)
         .await
         .unwrap();
     Ok(tokens.access_token().secret().clone())
