@@ -18,11 +18,10 @@ pub struct Identity {
     /// Password hashes running at once: one per core. More would only make each slower (Argon2 is
     /// memory-bound) and let a queue grow without bound.
     pub hash_slots: Arc<tokio::sync::Semaphore>,
+    /// How long a login waits for a free slot before it is answered 503: under overload the answer
+    /// comes fast instead of after an ever longer queue.
+    pub hash_wait: Duration,
 }
-
-/// How long a login waits for a free hashing slot before it is answered 503: under overload the
-/// answer comes fast instead of after an ever longer queue.
-pub const HASH_WAIT: Duration = Duration::from_secs(2);
 
 impl Identity {
     /// Runs a password hash or verification on a blocking thread once a slot is free.
@@ -30,7 +29,7 @@ impl Identity {
         &self,
         work: impl FnOnce(&accounts::password::Hasher) -> T + Send + 'static,
     ) -> Result<T, crate::ApiError> {
-        let permit = tokio::time::timeout(HASH_WAIT, self.hash_slots.clone().acquire_owned())
+        let permit = tokio::time::timeout(self.hash_wait, self.hash_slots.clone().acquire_owned())
             .await
             .map_err(|_| crate::ApiError::Unavailable { what: "login" })?
             .map_err(|_| crate::ApiError::Unavailable { what: "login" })?;

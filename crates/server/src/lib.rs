@@ -134,6 +134,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         hash_slots: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from),
         )),
+        hash_wait: settings.hash_wait,
     };
     let router = http_api::router(ApiContext {
         store: store.clone(),

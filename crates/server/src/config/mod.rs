@@ -73,11 +73,17 @@ impl Default for OAuthConfig {
 pub struct AccountsConfig {
     /// How long a browser login lasts, in hours.
     pub session_hours: u64,
+    /// How long a login or sign-up waits for a free password-hashing slot (one per core), in
+    /// milliseconds, before it is answered 503: overload gets a fast answer, not a growing queue.
+    pub hash_wait_millis: u64,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
-        Self { session_hours: 12 }
+        Self {
+            session_hours: 12,
+            hash_wait_millis: 2000,
+        }
     }
 }
 
@@ -214,6 +220,7 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
     pub session_lifetime: Duration,
+    pub hash_wait: Duration,
     /// `None`: derived from the bound address at start.
     pub oauth_issuer: Option<String>,
     pub access_token_lifetime: Duration,
@@ -357,6 +364,12 @@ impl Config {
                 "must be at most 2160 (90 days)",
             ));
         }
+        if self.accounts.hash_wait_millis > 60_000 {
+            return Err(invalid(
+                "accounts.hash_wait_millis",
+                "must be at most 60000",
+            ));
+        }
         let oauth_issuer = match self.oauth.issuer.trim() {
             "" => None,
             issuer
@@ -411,6 +424,7 @@ impl Config {
             database_max_connections: self.database.max_connections,
             database_acquire_timeout,
             session_lifetime: Duration::from_secs(session_hours * 3600),
+            hash_wait: Duration::from_millis(self.accounts.hash_wait_millis),
             oauth_issuer,
             access_token_lifetime: Duration::from_secs(access_token_seconds),
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),

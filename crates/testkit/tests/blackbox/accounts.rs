@@ -500,3 +500,42 @@ async fn two_step_login_with_an_authenticator_app_and_recovery_codes() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_beyond_the_hashing_capacity_is_answered_503_not_queued() {
+    let app = TestApp::spawn_with(|config| config.accounts.hash_wait_millis = 1).await;
+    signup(&app, "ada@example.com", GOOD_PASSWORD).await;
+    let token = csrf(&app, "/login").await;
+    let attempts = (0..24).map(|_| {
+        let request = app.client.post(app.url("/login")).form(&[
+            ("email", "ada@example.com"),
+            ("password", GOOD_PASSWORD),
+            ("csrf", token.as_str()),
+        ]);
+        tokio::spawn(async move { request.send().await.unwrap() })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        let response = attempt.await.unwrap();
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unavailable");
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&StatusCode::SEE_OTHER),
+        "some logins get through: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::SEE_OTHER || *s == StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+}
