@@ -76,11 +76,7 @@ impl<'a> OAuthClients<'a> {
 }
 
 fn decode(row: &AnyRow) -> Result<Client, StoreError> {
-    let corrupt = |column: &'static str, reason: String| StoreError::CorruptValue {
-        table: "oauth_clients",
-        column,
-        reason,
-    };
+    let corrupt = |column, reason: String| StoreError::corrupt("oauth_clients", column, reason);
     let kind: String = row.try_get("kind")?;
     let scopes: String = row.try_get("allowed_scopes")?;
     let redirect_uris: String = row.try_get("redirect_uris")?;

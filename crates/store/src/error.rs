@@ -29,6 +29,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A stored value this Warden cannot parse back.
+    pub(crate) fn corrupt(
+        table: &'static str,
+        column: &'static str,
+        reason: impl ToString,
+    ) -> Self {
+        StoreError::CorruptValue {
+            table,
+            column,
+            reason: reason.to_string(),
+        }
+    }
+
     /// True when the cause is that the database could not be reached or answered in time, which
     /// callers report as "unavailable" rather than as a fault of the request.
     pub fn is_unavailable(&self) -> bool {

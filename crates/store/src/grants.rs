@@ -244,11 +244,7 @@ impl<'a> Grants<'a> {
 fn user_id(row: &AnyRow, table: &'static str) -> Result<UserId, StoreError> {
     let text: String = row.try_get("user_id")?;
     text.parse()
-        .map_err(|e: model::UserIdError| StoreError::CorruptValue {
-            table,
-            column: "user_id",
-            reason: e.to_string(),
-        })
+        .map_err(|e: model::UserIdError| StoreError::corrupt(table, "user_id", e))
 }
 
 fn decode_code(row: &AnyRow) -> Result<CodeRecord, StoreError> {

@@ -162,11 +162,7 @@ where
 }
 
 pub(crate) fn decode_user(row: &AnyRow) -> Result<UserRecord, StoreError> {
-    let corrupt = |column: &'static str, reason: String| StoreError::CorruptValue {
-        table: "users",
-        column,
-        reason,
-    };
+    let corrupt = |column, reason: String| StoreError::corrupt("users", column, reason);
     let id: String = row.try_get("id")?;
     let email: String = row.try_get("email")?;
     let password_hash: String = row.try_get("password_hash")?;

@@ -80,6 +80,13 @@ fn register_confidential_client(app: &TestApp) -> (String, String) {
     (field("client_id:"), field("client_secret:"))
 }
 
+/// The console-like public client, registered and discovered: its id and an OIDC client for it.
+async fn console(app: &TestApp, first_party: bool) -> (String, Client) {
+    let client_id = register_public_client(app, first_party);
+    let client = discover(app, &client_id).await;
+    (client_id, client)
+}
+
 type TokenResult = Result<
     openidconnect::core::CoreTokenResponse,
     RequestTokenError<
@@ -218,8 +225,7 @@ fn oauth_error<T: std::fmt::Debug, RE: std::error::Error + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
     let app = user_app().await;
-    let client_id = register_public_client(&app, true);
-    let client = discover(&app, &client_id).await;
+    let (client_id, client) = console(&app, true).await;
     let started = start(&client, &["email", "offline_access"]);
 
     let redirected = authorize_in_browser(&app, &started.url).await;
@@ -337,8 +343,7 @@ async fn discovery_login_code_pkce_tokens_userinfo_and_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_refresh_token_revokes_its_whole_family() {
     let app = user_app().await;
-    let client_id = register_public_client(&app, true);
-    let client = discover(&app, &client_id).await;
+    let (_, client) = console(&app, true).await;
     let started = start(&client, &["offline_access"]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
     let tokens = exchange_code(&app, &client, code, started.verifier)
@@ -365,8 +370,7 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_first_tokens() {
     let app = user_app().await;
-    let client_id = register_public_client(&app, true);
-    let client = discover(&app, &client_id).await;
+    let (_, client) = console(&app, true).await;
 
     // Wrong verifier.
     let started = start(&client, &["offline_access"]);
@@ -469,8 +473,7 @@ async fn bad_authorization_requests_get_the_right_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn third_party_clients_need_consent_and_a_denial_is_reported() {
     let app = user_app().await;
-    let client_id = register_public_client(&app, false);
-    let client = discover(&app, &client_id).await;
+    let (_, client) = console(&app, false).await;
     let started = start(&client, &["devices:read"]);
     app.login("ada@example.com", PASSWORD, "/account").await;
     let page = app.client.get(&started.url).send().await.unwrap();
@@ -523,8 +526,7 @@ async fn third_party_clients_need_consent_and_a_denial_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userinfo_refuses_missing_tampered_and_expired_tokens() {
     let app = user_app().await;
-    let client_id = register_public_client(&app, true);
-    let client = discover(&app, &client_id).await;
+    let (_, client) = console(&app, true).await;
     let started = start(&client, &[]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
     let tokens = exchange_code(&app, &client, code, started.verifier)
@@ -606,8 +608,7 @@ async fn end_session_logs_out_and_returns_only_to_a_registered_uri() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_exchanges_a_users_token_for_another_part_of_the_api() {
     let app = user_app().await;
-    let client_id = register_public_client(&app, true);
-    let client = discover(&app, &client_id).await;
+    let (client_id, client) = console(&app, true).await;
     let started = start(&client, &["devices:read", "offline_access"]);
     let code = query_param(&authorize_in_browser(&app, &started.url).await, "code").unwrap();
     let tokens = exchange_code(&app, &client, code, started.verifier)
