@@ -27,7 +27,7 @@ pub use error::ApiError;
 pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use metrics::HttpMetrics;
-pub use oauth::{KeyCache, OAuthSettings};
+pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
 
 /// Everything the handlers need, built once at start.
 #[derive(Clone, Debug)]

@@ -21,7 +21,9 @@ use std::time::Duration;
 use accounts::breached::CommonPasswords;
 use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
-use http_api::{ApiContext, HttpMetrics, Identity, KeyCache, Limits, OAuthSettings};
+use http_api::{
+    ActiveTokens, ApiContext, ClientCache, HttpMetrics, Identity, KeyCache, Limits, OAuthSettings,
+};
 use model::{Clock, SystemClock};
 use oauth::client::SecretHasher;
 use prometheus_client::metrics::family::Family;
@@ -116,11 +118,15 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         issuer,
         access_token_lifetime: settings.access_token_lifetime,
         refresh_reuse_grace: settings.refresh_reuse_grace,
-        keys: KeyCache::new(settings.key_cache),
+        keys: KeyCache::new(settings.cache),
+        clients: ClientCache::new(settings.cache),
+        active_tokens: ActiveTokens::default(),
         secret_hasher: SecretHasher::new(signing::load_or_create_secret(
             &data_dir.join(CLIENT_SECRET_KEY_FILE),
         )?),
     };
+
+    let oauth = Arc::new(oauth);
 
     let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
@@ -145,7 +151,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             request_timeout: settings.request_timeout,
         },
         identity: Arc::new(identity),
-        oauth: Arc::new(oauth),
+        oauth: oauth.clone(),
     });
 
     let shutdown = CancellationToken::new();
@@ -171,6 +177,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         identity_clock,
         shutdown.clone(),
     ));
+    tasks.spawn(watch_revocations(store.clone(), oauth, shutdown.clone()));
     write_addresses(data_dir, &addresses)?;
     tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, "Warden is listening");
     Ok(RunningWarden {
@@ -297,6 +304,9 @@ fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow:
 
 /// How often expired sessions, codes and tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// How often the revocation epoch is read: the longest a revocation made by another process
+/// (another replica, the admin command) leaves a remembered token active here.
+const REVOCATION_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Login failures are remembered this long (the throttle's memory).
 const THROTTLE_MEMORY: Duration = Duration::from_secs(3600);
 
@@ -312,6 +322,25 @@ async fn purge_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: Cance
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(PURGE_INTERVAL) => {}
+        }
+    }
+}
+
+/// Adopts revocations made by other processes sharing the database, so that tokens this process
+/// remembers as active are checked again within one interval of a revocation anywhere.
+async fn watch_revocations(store: Store, oauth: Arc<OAuthSettings>, shutdown: CancellationToken) {
+    loop {
+        match store.grants().revocation_epoch().await {
+            Ok(epoch) => oauth.active_tokens.observe_epoch(epoch),
+            Err(error) => {
+                // Without the epoch nothing remembered can be trusted; tokens are checked afresh.
+                oauth.active_tokens.forget_all();
+                tracing::warn!(%error, "cannot read the revocation epoch; will retry");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(REVOCATION_POLL_INTERVAL) => {}
         }
     }
 }

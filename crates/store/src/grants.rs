@@ -189,6 +189,7 @@ impl<'a> Grants<'a> {
         .bind(grant_id)
         .execute(&mut *tx)
         .await?;
+        raise_revocation_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(result.rows_affected())
     }
@@ -208,14 +209,26 @@ impl<'a> Grants<'a> {
         jti: &str,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
         )
         .bind(jti)
         .bind(expires_at.unix_millis())
-        .execute(self.pool)
+        .execute(&mut *tx)
         .await?;
+        raise_revocation_epoch(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// A number that every revocation raises, in any process sharing this database: a cache of
+    /// active tokens that remembers the epoch it was filled in knows it is stale when this moves.
+    pub async fn revocation_epoch(&self) -> Result<i64, StoreError> {
+        let (epoch,): (i64,) = sqlx::query_as("SELECT epoch FROM revocation_epoch WHERE id = 1")
+            .fetch_one(self.pool)
+            .await?;
+        Ok(epoch)
     }
 
     pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
@@ -272,4 +285,13 @@ fn decode_refresh(row: &AnyRow) -> Result<RefreshRecord, StoreError> {
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
         expires_at: Timestamp::from_unix_millis(row.try_get("expires_at")?),
     })
+}
+
+async fn raise_revocation_epoch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE revocation_epoch SET epoch = epoch + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_revocation"),
     migration!(6, "0006_second_factor"),
     migration!(7, "0007_private_key_jwt"),
+    migration!(8, "0008_revocation_epoch"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -51,10 +52,11 @@ pub(crate) const TABLES: &[&str] = &[
     "revoked_access_tokens",
     "recovery_codes",
     "used_client_assertions",
+    "revocation_epoch",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 7;
+pub const LATEST_SCHEMA_VERSION: i64 = 8;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,10 +19,12 @@ use tokens::keys::KeyRing;
 use crate::{ApiContext, ApiError};
 
 mod authorize;
+mod cache;
 mod discovery;
 mod revocation;
 mod token;
 
+pub use cache::{ActiveTokens, ClientCache, KeyCache};
 pub(crate) use revocation::active_claims;
 
 /// The authorization server's settings.
@@ -36,24 +38,8 @@ pub struct OAuthSettings {
     pub refresh_reuse_grace: Duration,
     pub secret_hasher: SecretHasher,
     pub keys: KeyCache,
-}
-
-/// The signing keys, read from the database and parsed at most once per `ttl`, so that issuing or
-/// checking a token costs no query and no key parsing. A rotation or retirement made by another
-/// process is seen within `ttl`.
-#[derive(Debug)]
-pub struct KeyCache {
-    ttl: Duration,
-    slot: tokio::sync::RwLock<Option<(std::time::Instant, Arc<KeyRing>)>>,
-}
-
-impl KeyCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            slot: tokio::sync::RwLock::new(None),
-        }
-    }
+    pub clients: ClientCache,
+    pub active_tokens: ActiveTokens,
 }
 
 impl fmt::Debug for OAuthSettings {
@@ -138,6 +124,6 @@ pub(crate) async fn key_ring(context: &ApiContext) -> Result<Arc<KeyRing>, ApiEr
     for kid in ring.unusable() {
         tracing::error!(kid, "a stored signing key cannot be parsed; it is skipped");
     }
-    *cache.slot.write().await = Some((std::time::Instant::now(), ring.clone()));
+    *cache.slot.write().await = Some((Instant::now(), ring.clone()));
     Ok(ring)
 }

@@ -36,11 +36,19 @@ pub(crate) async fn active_claims(
 ) -> Result<Result<AccessClaims, String>, ApiError> {
     let ring = key_ring(context).await?;
     let now = context.identity.clock.now();
+    let token = token.trim();
+    let hash = token_hash(token);
+    let cache = &context.oauth.active_tokens;
+    if let Some(claims) = cache.get(&hash, &ring, now) {
+        return Ok(Ok(claims));
+    }
+    // The epoch before the store is asked: a revocation adopted meanwhile voids the entry.
+    let epoch = cache.epoch();
     let expected = Expectations {
         issuer: &context.oauth.issuer,
         audience: &context.oauth.audience,
     };
-    let claims = match jwt::verify(token.trim(), &ring, now, &expected) {
+    let claims = match jwt::verify(token, &ring, now, &expected) {
         Ok(claims) => claims,
         Err(error) => return Ok(Err(error.to_string())),
     };
@@ -55,7 +63,26 @@ pub(crate) async fn active_claims(
             "the grant the token was issued under was revoked".into()
         ));
     }
+    cache.put(hash, &claims, &ring, epoch);
     Ok(Ok(claims))
+}
+
+/// Revokes a grant and everything issued under it; returns how many refresh tokens were live.
+pub(super) async fn revoke_grant(
+    context: &ApiContext,
+    grant_id: &str,
+    now: Timestamp,
+) -> Result<u64, ApiError> {
+    let revoked = context.store.grants().revoke_grant(grant_id, now).await?;
+    adopt_revocations(context).await?;
+    Ok(revoked)
+}
+
+/// After a revocation made here: no token found active before it is answered from memory again.
+async fn adopt_revocations(context: &ApiContext) -> Result<(), ApiError> {
+    let epoch = context.store.grants().revocation_epoch().await?;
+    context.oauth.active_tokens.observe_epoch(epoch);
+    Ok(())
 }
 
 async fn calling_client(
@@ -150,7 +177,7 @@ pub(crate) async fn revoke(
     if let Some(refresh) = grants.refresh_by_hash(&token_hash(token)).await?
         && refresh.client_id == client.client_id
     {
-        grants.revoke_grant(&refresh.grant_id, now).await?;
+        revoke_grant(&context, &refresh.grant_id, now).await?;
         tracing::info!(client_id = %client.client_id, "refresh token revoked with its grant");
     } else if let Ok(claims) = active_claims(&context, token).await?
         && claims.client_id == client.client_id
@@ -161,6 +188,7 @@ pub(crate) async fn revoke(
                 Timestamp::from_unix_millis(claims.exp.saturating_mul(1000)),
             )
             .await?;
+        adopt_revocations(&context).await?;
         tracing::info!(client_id = %client.client_id, "access token revoked");
     }
     Ok(Json(json!({})).into_response())

@@ -144,7 +144,7 @@ pub(super) async fn authenticate(
         return authenticate_with_assertion(context, auth, assertion_type).await;
     }
     let (client_id, secret) = client_credentials_of(headers, auth.client_id, auth.client_secret)?;
-    let client = context.store.oauth_clients().by_id(&client_id).await?;
+    let client = client_by_id(context, &client_id).await?;
     match &client {
         Some(client) if client.kind == ClientKind::Public && secret.is_none() => Ok(client.clone()),
         _ => {
@@ -158,6 +158,22 @@ pub(super) async fn authenticate(
             })
         }
     }
+}
+
+/// A client from the cache while it is fresh, else from the database.
+pub(super) async fn client_by_id(
+    context: &ApiContext,
+    client_id: &str,
+) -> Result<Option<Client>, store::StoreError> {
+    let cache = &context.oauth.clients;
+    if let Some(client) = cache.get(client_id) {
+        return Ok(Some(client));
+    }
+    let client = context.store.oauth_clients().by_id(client_id).await?;
+    if let Some(client) = &client {
+        cache.put(client);
+    }
+    Ok(client)
 }
 
 async fn authorization_code(
@@ -179,11 +195,7 @@ async fn authorization_code(
         Redemption::Fresh(record) => record,
         Redemption::Replayed(record, _) | Redemption::Revoked(record) => {
             // A code used twice means it leaked: withdraw everything the first use issued.
-            let revoked = context
-                .store
-                .grants()
-                .revoke_grant(&record.grant_id, now)
-                .await?;
+            let revoked = super::revocation::revoke_grant(context, &record.grant_id, now).await?;
             tracing::warn!(client_id = %record.client_id, revoked, "authorization code reused; its grant is revoked");
             return Err(invalid_grant(
                 "the authorization code was already used; its tokens are revoked",
@@ -269,11 +281,7 @@ async fn refresh(
                     "the refresh token was just rotated; use the new one",
                 ));
             }
-            let revoked = context
-                .store
-                .grants()
-                .revoke_grant(&record.grant_id, now)
-                .await?;
+            let revoked = super::revocation::revoke_grant(context, &record.grant_id, now).await?;
             tracing::warn!(client_id = %record.client_id, revoked, "refresh token reused; its grant is revoked");
             return Err(invalid_grant(
                 "the refresh token was already used; the grant is revoked",

@@ -50,9 +50,10 @@ pub struct OAuthConfig {
     /// After a refresh token is rotated, how long presenting it again is refused without revoking
     /// the grant (two tabs refreshing at once), in seconds. Later reuse revokes the whole grant.
     pub refresh_reuse_grace_seconds: u64,
-    /// How long signing keys read from the database are reused before they are read again, in
-    /// seconds: a rotation or retirement by another process takes effect within this time.
-    pub key_cache_seconds: u64,
+    /// How long signing keys and client registrations read from the database are reused before
+    /// they are read again, in seconds: a key rotation or retirement, or a client deleted or given
+    /// a new secret, by another process takes effect within this time.
+    pub cache_seconds: u64,
 }
 
 impl Default for OAuthConfig {
@@ -62,7 +63,7 @@ impl Default for OAuthConfig {
             access_token_seconds: 600,
             key_publish_lead_seconds: 3600,
             refresh_reuse_grace_seconds: 10,
-            key_cache_seconds: 5,
+            cache_seconds: 5,
         }
     }
 }
@@ -226,7 +227,7 @@ pub struct Settings {
     pub access_token_lifetime: Duration,
     pub key_publish_lead: Duration,
     pub refresh_reuse_grace: Duration,
-    pub key_cache: Duration,
+    pub cache: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -386,10 +387,10 @@ impl Config {
                 ));
             }
         };
-        if self.oauth.key_cache_seconds > 300 {
+        if self.oauth.cache_seconds > 300 {
             return Err(invalid(
-                "oauth.key_cache_seconds",
-                "must be at most 300, so that retiring a key takes effect quickly",
+                "oauth.cache_seconds",
+                "must be at most 300, so that retiring a key or deleting a client takes effect quickly",
             ));
         }
         if self.oauth.refresh_reuse_grace_seconds > 300 {
@@ -429,7 +430,7 @@ impl Config {
             access_token_lifetime: Duration::from_secs(access_token_seconds),
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),
             refresh_reuse_grace: Duration::from_secs(self.oauth.refresh_reuse_grace_seconds),
-            key_cache: Duration::from_secs(self.oauth.key_cache_seconds),
+            cache: Duration::from_secs(self.oauth.cache_seconds),
             log_format: self.log.format,
             log_level: self.log.level.clone(),
         })

@@ -144,6 +144,69 @@ async fn a_service_gets_a_signed_access_token_with_client_credentials() {
     assert_eq!(claims["scope"], "devices:read devices:write");
 }
 
+async fn introspect(app: &TestApp, client: &Registered, token: &str) -> Value {
+    app.client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Introspection remembers tokens it found active (with keys and clients cached as in
+/// production), yet a revocation written to the database by another process — here straight into
+/// the store, as a second replica would — turns the answer to inactive within the revocation poll,
+/// and a remembered token still expires on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_from_memory_notices_revocations_made_elsewhere_and_expiry() {
+    let app = TestApp::spawn_with(|config| config.oauth.cache_seconds = 60).await;
+    let service = register_client(&app, "devices:read");
+    let token = client_credentials(&app, &service, &service.secret, &[])
+        .await
+        .unwrap()
+        .access_token()
+        .secret()
+        .clone();
+    for _ in 0..2 {
+        assert_eq!(introspect(&app, &service, &token).await["active"], true);
+    }
+    let claims = verify_with_jwks(&app, &token).await.unwrap();
+    app.warden
+        .store
+        .grants()
+        .revoke_access_token(
+            claims["jti"].as_str().unwrap(),
+            Timestamp::from_unix_millis(claims["exp"].as_i64().unwrap() * 1000),
+        )
+        .await
+        .unwrap();
+    let revoked_at = std::time::Instant::now();
+    while introspect(&app, &service, &token).await["active"] == true {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(2),
+            "a revoked token is still active after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let other = client_credentials(&app, &service, &service.secret, &[])
+        .await
+        .unwrap()
+        .access_token()
+        .secret()
+        .clone();
+    assert_eq!(introspect(&app, &service, &other).await["active"], true);
+    app.clock.advance(Duration::from_secs(601));
+    assert_eq!(
+        introspect(&app, &service, &other).await,
+        serde_json::json!({"active": false})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_requests_are_refused_with_the_exact_rfc_6749_error() {
     let app = TestApp::spawn().await;
