@@ -51,14 +51,14 @@ pub fn check_new_password(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breached::CommonPasswords;
+    use crate::breached::common_passwords;
 
     fn check(password: &str, expected: Result<(), PasswordRejection>) {
         let email = Email::parse("longusername@example.com").unwrap();
         let actual = check_new_password(
             &Password::new(password),
             &email,
-            &CommonPasswords::builtin(),
+            &common_passwords().unwrap(),
         );
         assert_eq!(actual, expected, "password {password:?}");
     }

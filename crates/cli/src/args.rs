@@ -53,6 +53,45 @@ pub enum Command {
     /// Administer a Warden's data; works beside a running server.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The breached-password filter.
+    #[command(subcommand)]
+    Breach(BreachCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreachCommand {
+    /// Build a filter file from HaveIBeenPwned's download (`SHA1HEX:COUNT` lines, sorted or not,
+    /// plain or gzip). Interrupted (Ctrl-C, or killed), it keeps finished work in the work
+    /// directory and reuses it when run again with the same inputs and options. Point
+    /// `accounts.breached_filter` at the output.
+    Build(BreachBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BreachBuildArgs {
+    /// Input files in the download format (several are merged; duplicates count once).
+    #[arg(long = "input", value_name = "FILE", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// The filter file to write (through OUTPUT.partial and a rename).
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Leave out hashes seen fewer times than this.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_count: u64,
+    /// Fingerprint size: 16 (false positives about 1 in 65,536, about 18 bits per hash) or 8
+    /// (about 1 in 256, about 9 bits per hash).
+    #[arg(long, value_name = "BITS", default_value_t = 16, value_parser = clap::value_parser!(u8).range(8..=16))]
+    pub fingerprint_bits: u8,
+    /// What to do with a line that is not `SHA1HEX:COUNT`: stop (`fail`), or report it with its
+    /// line number and go on (`skip`).
+    #[arg(long, value_name = "POLICY", default_value = "fail", value_parser = ["skip", "fail"])]
+    pub bad_lines: String,
+    /// Where intermediate files go (about 8 bytes per input hash): OUTPUT.work by default.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Shards built at once (each needs about 34 bytes per key of its shard); default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]

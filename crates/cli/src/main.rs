@@ -3,6 +3,7 @@
 
 mod admin;
 mod args;
+mod breach;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let settings = cli.global.load(&[])?;
             admin::run(command, &settings).await?;
         }
+        Command::Breach(command) => breach::run(command).await?,
     }
     Ok(())
 }

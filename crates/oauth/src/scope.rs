@@ -15,6 +15,8 @@ pub const KNOWN_SCOPES: &[&str] = &[
     "devices:manage",
     "firmware:manage",
     "admin",
+    // Services running apart from Warden that ask whether a password hash is breached.
+    "breach:read",
 ];
 
 /// A set of known scopes, in a stable order.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::breached::CommonPasswords;
+use accounts::breached::{self, BreachedPasswords};
 use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
 use http_api::{
@@ -86,6 +86,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let tls_files = TlsFiles::in_data_dir(data_dir);
     let tls = tls::server_config(&settings.tls, &tls_files)?;
 
+    let breached_passwords = open_breached_passwords(settings).await?;
     let store = open_store(settings).await?;
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
@@ -134,7 +135,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let identity_clock = clock.clone();
     let identity = Identity {
         hasher: Hasher::new(HashCost::OWASP).context("cannot set up password hashing")?,
-        breached: Arc::new(CommonPasswords::builtin()),
+        breached: breached_passwords,
         clock,
         session_lifetime: settings.session_lifetime,
         hash_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -188,6 +189,34 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown,
         tasks,
     })
+}
+
+/// The configured breached-password filter, checked whole, or the built-in list.
+async fn open_breached_passwords(
+    settings: &Settings,
+) -> anyhow::Result<Arc<dyn BreachedPasswords>> {
+    let Some(path) = settings.breached_filter.clone() else {
+        return Ok(Arc::new(breached::common_passwords()?));
+    };
+    // Checking a full filter reads a few gigabytes: off the async threads.
+    let filter = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || breach::BreachFilter::open(&path)
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "cannot use the breached-password filter {} (accounts.breached_filter)",
+            path.display()
+        )
+    })?;
+    tracing::info!(
+        path = %path.display(),
+        keys = filter.key_count(),
+        bytes = filter.size_bytes(),
+        "breached-password filter opened"
+    );
+    Ok(Arc::new(filter))
 }
 
 /// Opens the configured database and brings its schema up to date.

@@ -25,16 +25,7 @@ impl FromRequestParts<ApiContext> for Admin {
         parts: &mut Parts,
         context: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        let claims = active_claims(context, token).await?.map_err(|why| {
-            tracing::info!(why, "API call with an inactive token");
-            ApiError::Unauthorized
-        })?;
+        let claims = bearer_claims(parts, context).await?;
         let user = match claims.sub.parse() {
             Ok(user_id) => context.store.users().by_id(user_id).await?,
             Err(_) => None,
@@ -46,4 +37,46 @@ impl FromRequestParts<ApiContext> for Admin {
         }
         Ok(Self { user })
     }
+}
+
+/// A service asking the breached-password set: a client authenticated with client credentials
+/// (the token's subject is the client itself, no user) whose token carries `breach:read`.
+#[derive(Debug)]
+pub(crate) struct BreachReader {
+    pub client_id: String,
+}
+
+impl FromRequestParts<ApiContext> for BreachReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        context: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let claims = bearer_claims(parts, context).await?;
+        let scopes = Scopes::parse(&claims.scope).unwrap_or_default();
+        if !scopes.contains("breach:read") || claims.sub != claims.client_id {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(Self {
+            client_id: claims.client_id,
+        })
+    }
+}
+
+/// The claims of the request's active Bearer access token.
+async fn bearer_claims(
+    parts: &Parts,
+    context: &ApiContext,
+) -> Result<tokens::jwt::AccessClaims, ApiError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    active_claims(context, token).await?.map_err(|why| {
+        tracing::info!(why, "API call with an inactive token");
+        ApiError::Unauthorized
+    })
 }

@@ -3,6 +3,7 @@
 //! forget to.
 
 mod admin;
+mod breached;
 mod caller;
 
 use axum::Router;
@@ -11,8 +12,11 @@ use axum::routing::get;
 use crate::ApiContext;
 
 pub(crate) fn routes() -> Router<ApiContext> {
-    Router::new().route(
-        "/api/v1/admin/clients",
-        get(admin::list_clients).post(admin::create_client),
-    )
+    Router::new()
+        .route(
+            "/api/v1/admin/clients",
+            get(admin::list_clients).post(admin::create_client),
+        )
+        // Internal: for Warden's own services running apart. No gateway rule may expose it.
+        .route("/internal/breached/{sha1}", get(breached::lookup))
 }

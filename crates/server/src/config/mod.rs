@@ -77,6 +77,12 @@ pub struct AccountsConfig {
     /// How long a login or sign-up waits for a free password-hashing slot (one per core), in
     /// milliseconds, before it is answered 503: overload gets a fast answer, not a growing queue.
     pub hash_wait_millis: u64,
+    /// A breached-password filter file made by `warden breach build` from HaveIBeenPwned's
+    /// download. New passwords found in it are refused, and `/internal/breached/{sha1}` answers
+    /// from it. Checked whole at start; a missing, damaged or foreign file stops the start.
+    /// Replace it by writing a new file and renaming it over the old one, never by rewriting it in
+    /// place. Empty: the built-in list of common passwords.
+    pub breached_filter: String,
 }
 
 impl Default for AccountsConfig {
@@ -84,6 +90,7 @@ impl Default for AccountsConfig {
         Self {
             session_hours: 12,
             hash_wait_millis: 2000,
+            breached_filter: String::new(),
         }
     }
 }
@@ -222,6 +229,8 @@ pub struct Settings {
     pub database_acquire_timeout: Duration,
     pub session_lifetime: Duration,
     pub hash_wait: Duration,
+    /// `None`: the built-in list of common passwords.
+    pub breached_filter: Option<PathBuf>,
     /// `None`: derived from the bound address at start.
     pub oauth_issuer: Option<String>,
     pub access_token_lifetime: Duration,
@@ -426,6 +435,10 @@ impl Config {
             database_acquire_timeout,
             session_lifetime: Duration::from_secs(session_hours * 3600),
             hash_wait: Duration::from_millis(self.accounts.hash_wait_millis),
+            breached_filter: match self.accounts.breached_filter.trim() {
+                "" => None,
+                path => Some(PathBuf::from(path)),
+            },
             oauth_issuer,
             access_token_lifetime: Duration::from_secs(access_token_seconds),
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),

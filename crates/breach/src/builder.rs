@@ -1,0 +1,837 @@
+//! Building a filter file from HaveIBeenPwned's download format, in three resumable phases:
+//!
+//! 1. **Spill**: the inputs are read once, streaming (gzip detected by its magic bytes), and each
+//!    hash's 64-bit key is appended to its shard's file in the work directory. Memory: one small
+//!    buffer per shard. When every input is read, `spill.done` records the counts.
+//! 2. **Build**: each shard's keys are read, sorted, deduplicated and built into a binary fuse
+//!    filter with xorf, one shard per thread at a time, and written to `shard-N.fuse` (through a
+//!    temporary name and a rename); its spill file is then removed. Memory: about 34 bytes per key
+//!    of the shards being built, which is why shards are sized to a few million keys.
+//! 3. **Write**: the shards are copied into the output under a temporary name (`OUTPUT.partial`),
+//!    checksums checked on the way, synced and renamed over the output.
+//!
+//! Run again after an interruption, the build skips a finished spill and finished shards. The work
+//! directory records its job (inputs with their sizes and modification times, and the options);
+//! a different job starts afresh. Only files this builder names are ever deleted there.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::UNIX_EPOCH;
+
+use flate2::read::MultiGzDecoder;
+use xorf::{BinaryFuse8, BinaryFuse16, DmaSerializable};
+
+use crate::format::{self, DESCRIPTOR_LEN, FingerprintBits, ShardSummary};
+use crate::key::{self, MAX_SHARD_BITS};
+use crate::parse::{self, LineError};
+
+/// Bad lines reported one by one before the rest are only counted.
+pub const REPORTED_BAD_LINES: usize = 10;
+/// Keys a shard is sized for when the shard count is chosen from the input size: large enough
+/// that xorf's layout is near its 1.125 × 16 = 18 bits per key, small enough that two shards
+/// build at once in a few hundred megabytes.
+pub const TARGET_KEYS_PER_SHARD: u64 = 8_000_000;
+/// Shard count chosen from the input size stays at or below 2^12 so spill buffers stay small.
+const MAX_AUTO_SHARD_BITS: u8 = 12;
+/// Bytes a line of the download format takes on average (40 hex digits, ':', a count, CRLF).
+const BYTES_PER_LINE: u64 = 44;
+/// How much a gzip-compressed download shrinks, for the estimate only.
+const GZIP_RATIO: u64 = 2;
+const SPILL_BUFFERS_TOTAL: usize = 64 << 20;
+const SHARD_FILE_MAGIC: [u8; 8] = *b"WBSHARD1";
+const SHARD_FILE_HEADER_LEN: usize = 48;
+const JOB_FILE: &str = "job.txt";
+const SPILL_DONE_FILE: &str = "spill.done";
+
+/// What to do with a line that is not `SHA1HEX:COUNT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadLinePolicy {
+    /// Count it, report the first few, go on.
+    Skip,
+    /// Stop the build at the first one.
+    Fail,
+}
+
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub fingerprint_bits: FingerprintBits,
+    /// Hashes seen fewer times than this are left out (1 keeps every one).
+    pub min_count: u64,
+    pub bad_lines: BadLinePolicy,
+    /// `None`: chosen from the input size so shards hold about [`TARGET_KEYS_PER_SHARD`] keys.
+    pub shard_bits: Option<u8>,
+    /// Shards built at once; each needs about 34 bytes per key of its shard.
+    pub threads: usize,
+    /// Where the spill and shard files go: on the same disk as the output, with room for
+    /// 8 bytes per input hash.
+    pub work_dir: PathBuf,
+}
+
+impl BuildOptions {
+    /// 16-bit fingerprints, every hash, bad lines fatal, one thread per core.
+    pub fn new(work_dir: PathBuf) -> Self {
+        Self {
+            fingerprint_bits: FingerprintBits::Sixteen,
+            min_count: 1,
+            bad_lines: BadLinePolicy::Fail,
+            shard_bits: None,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            work_dir,
+        }
+    }
+}
+
+/// The phases a build goes through, for progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the inputs; counted in input bytes.
+    Read,
+    /// Building shards; counted in shards.
+    Build,
+    /// Writing the output; counted in bytes.
+    Write,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "reading",
+            Self::Build => "building shards",
+            Self::Write => "writing",
+        })
+    }
+}
+
+/// Where a build reports how far it is; the command line draws a progress bar from it.
+pub trait Progress: Sync {
+    fn start(&self, phase: Phase, total: u64);
+    fn advance(&self, done: u64);
+    fn finish(&self, phase: Phase);
+    /// A skipped bad line (only the first [`REPORTED_BAD_LINES`]).
+    fn bad_line(&self, bad: &BadLine);
+    /// A note for the operator, such as reused work.
+    fn note(&self, message: &str);
+    /// Whether the operator asked to stop (Ctrl-C): the build stops at the next shard or batch of
+    /// lines, keeping what is finished for the next run.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Reports nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: Phase, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self, _: Phase) {}
+    fn bad_line(&self, _: &BadLine) {}
+    fn note(&self, _: &str) {}
+}
+
+/// A line that is not in the download format, and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    pub file: PathBuf,
+    /// Counted from 1.
+    pub line: u64,
+    pub error: LineError,
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.error)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bad line {0}")]
+    BadLine(BadLine),
+    #[error("{0}")]
+    Option(&'static str),
+    #[error(
+        "the filter of shard {shard} could not be constructed ({why}); this should not happen with distinct keys"
+    )]
+    Construction { shard: usize, why: &'static str },
+    #[error("interrupted; finished work is kept in {0} and reused by the next run")]
+    Interrupted(PathBuf),
+    #[error(
+        "the work directory {0} holds damaged files from an earlier build; delete it and build again"
+    )]
+    DamagedWork(PathBuf),
+}
+
+fn io_error(what: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> BuildError {
+    move |source| BuildError::Io {
+        what: what(),
+        source,
+    }
+}
+
+/// What a build did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildReport {
+    /// Well-formed lines read.
+    pub lines: u64,
+    /// Lines left out by the minimum count.
+    pub below_min_count: u64,
+    pub bad_lines: u64,
+    /// The first [`REPORTED_BAD_LINES`] bad lines (none when the spill was reused).
+    pub first_bad_lines: Vec<BadLine>,
+    /// Distinct keys in the filter.
+    pub keys: u64,
+    pub shard_count: usize,
+    pub file_bytes: u64,
+    /// Whether a finished spill from an earlier run was reused.
+    pub reused_spill: bool,
+    /// Shards built by an earlier run and reused.
+    pub reused_shards: usize,
+}
+
+/// Builds the filter file `output` from `inputs` in the download format.
+pub fn build(
+    inputs: &[PathBuf],
+    output: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildReport, BuildError> {
+    if inputs.is_empty() {
+        return Err(BuildError::Option("no input files"));
+    }
+    if options.threads == 0 {
+        return Err(BuildError::Option("threads must be at least 1"));
+    }
+    if options.shard_bits.is_some_and(|bits| bits > MAX_SHARD_BITS) {
+        return Err(BuildError::Option("shard bits must be at most 16"));
+    }
+    let work = options.work_dir.as_path();
+    let job = describe_job(inputs, options)?;
+    let shard_bits = match options.shard_bits {
+        Some(bits) => bits,
+        None => auto_shard_bits(&job.estimated_keys),
+    };
+    let shard_count = 1usize << shard_bits;
+    fs::create_dir_all(work).map_err(io_error(|| {
+        format!("create the work directory {}", work.display())
+    }))?;
+    let identity = format!("{}shard_bits={shard_bits}\n", job.identity);
+    let job_file = work.join(JOB_FILE);
+    match fs::read_to_string(&job_file) {
+        Ok(previous) if previous == identity => {}
+        Ok(_) => {
+            progress.note("the inputs or options changed since the last run: starting afresh");
+            clean_work_dir(work)?;
+        }
+        Err(_) => clean_work_dir(work)?,
+    }
+    write_atomically(&job_file, identity.as_bytes())?;
+
+    let mut report = BuildReport {
+        shard_count,
+        ..BuildReport::default()
+    };
+    match read_spill_done(work) {
+        Some(done) => {
+            progress.note("reusing the finished read of the inputs from an earlier run");
+            report.reused_spill = true;
+            report.lines = done.lines;
+            report.below_min_count = done.below_min_count;
+            report.bad_lines = done.bad_lines;
+        }
+        None => {
+            spill(
+                inputs,
+                shard_bits,
+                options,
+                job.total_bytes,
+                progress,
+                &mut report,
+            )?;
+            let done = format!(
+                "lines={}\nbelow_min_count={}\nbad_lines={}\n",
+                report.lines, report.below_min_count, report.bad_lines
+            );
+            write_atomically(&work.join(SPILL_DONE_FILE), done.as_bytes())?;
+        }
+    }
+
+    report.reused_shards = build_shards(work, shard_count, options, progress)?;
+    let (keys, file_bytes) =
+        write_output(work, shard_count, shard_bits, options, output, progress)?;
+    report.keys = keys;
+    report.file_bytes = file_bytes;
+    clean_work_dir(work)?;
+    // Only removes the directory if nothing else is in it.
+    let _ = fs::remove_dir(work);
+    Ok(report)
+}
+
+/// Builds a filter image in memory from SHA-1 hashes, through the same shard build and layout as
+/// [`build`]; [`crate::BreachFilter::from_image`] opens it.
+pub fn build_in_memory(
+    sha1s: impl IntoIterator<Item = [u8; 20]>,
+    bits: FingerprintBits,
+    shard_bits: u8,
+) -> Result<Vec<u8>, BuildError> {
+    if shard_bits > MAX_SHARD_BITS {
+        return Err(BuildError::Option("shard bits must be at most 16"));
+    }
+    let mut shards: Vec<Vec<u64>> = vec![Vec::new(); 1 << shard_bits];
+    for sha1 in sha1s {
+        let (shard, key) = key::split(&sha1, shard_bits);
+        if let Some(keys) = shards.get_mut(shard) {
+            keys.push(key);
+        }
+    }
+    let built = shards
+        .into_iter()
+        .enumerate()
+        .map(|(shard, keys)| build_shard(keys, bits, shard))
+        .collect::<Result<Vec<_>, _>>()?;
+    let summaries: Vec<ShardSummary> = built.iter().map(|shard| shard.summary).collect();
+    let layout = format::layout(bits, shard_bits, &summaries);
+    let mut image = layout.head;
+    for (entry, shard) in layout.entries.iter().zip(&built) {
+        image.resize(entry.offset as usize, 0);
+        image.extend_from_slice(shard.filter.fingerprints());
+    }
+    Ok(image)
+}
+
+struct Job {
+    identity: String,
+    total_bytes: u64,
+    estimated_keys: u64,
+}
+
+/// The job's identity (what a finished spill depends on) and the input size.
+fn describe_job(inputs: &[PathBuf], options: &BuildOptions) -> Result<Job, BuildError> {
+    let mut identity = format!(
+        "warden breach build, work format 1\nmin_count={}\nbad_lines={:?}\nfingerprint_bits={}\n",
+        options.min_count,
+        options.bad_lines,
+        options.fingerprint_bits.bits()
+    );
+    let mut total_bytes = 0u64;
+    let mut estimated_keys = 0u64;
+    for input in inputs {
+        let cannot = || format!("read the input {}", input.display());
+        let metadata = fs::metadata(input).map_err(io_error(cannot))?;
+        let modified = metadata
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_nanos());
+        let absolute = fs::canonicalize(input).map_err(io_error(cannot))?;
+        identity.push_str(&format!(
+            "input={} size={} modified={modified}\n",
+            absolute.display(),
+            metadata.len()
+        ));
+        total_bytes += metadata.len();
+        let mut magic = [0u8; 2];
+        let gzip = File::open(input)
+            .and_then(|mut file| file.read_exact(&mut magic))
+            .is_ok()
+            && is_gzip(&magic);
+        let ratio = if gzip { GZIP_RATIO } else { 1 };
+        estimated_keys += metadata.len() * ratio / BYTES_PER_LINE;
+    }
+    Ok(Job {
+        identity,
+        total_bytes,
+        estimated_keys,
+    })
+}
+
+fn auto_shard_bits(estimated_keys: &u64) -> u8 {
+    let mut bits = 0u8;
+    while bits < MAX_AUTO_SHARD_BITS && (*estimated_keys >> bits) > TARGET_KEYS_PER_SHARD {
+        bits += 1;
+    }
+    bits
+}
+
+fn is_gzip(start: &[u8]) -> bool {
+    start.starts_with(&[0x1f, 0x8b])
+}
+
+fn spill_path(work: &Path, shard: usize) -> PathBuf {
+    work.join(format!("spill-{shard:05}.keys"))
+}
+
+fn shard_path(work: &Path, shard: usize) -> PathBuf {
+    work.join(format!("shard-{shard:05}.fuse"))
+}
+
+/// Deletes the files a build makes in `work`, and nothing else.
+fn clean_work_dir(work: &Path) -> Result<(), BuildError> {
+    let entries = fs::read_dir(work).map_err(io_error(|| {
+        format!("list the work directory {}", work.display())
+    }))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == JOB_FILE
+            || name.starts_with(SPILL_DONE_FILE)
+            || (name.starts_with("spill-") && name.ends_with(".keys"))
+            || (name.starts_with("shard-") && (name.ends_with(".fuse") || name.ends_with(".tmp")))
+            || (name.starts_with(JOB_FILE) && name.ends_with(".tmp"));
+        if ours {
+            fs::remove_file(entry.path())
+                .map_err(io_error(|| format!("remove {}", entry.path().display())))?;
+        }
+    }
+    Ok(())
+}
+
+struct SpillDone {
+    lines: u64,
+    below_min_count: u64,
+    bad_lines: u64,
+}
+
+fn read_spill_done(work: &Path) -> Option<SpillDone> {
+    let text = fs::read_to_string(work.join(SPILL_DONE_FILE)).ok()?;
+    let value = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    Some(SpillDone {
+        lines: value("lines")?,
+        below_min_count: value("below_min_count")?,
+        bad_lines: value("bad_lines")?,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file, synced, and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let temporary = path.with_extension("tmp");
+    let cannot = || format!("write {}", path.display());
+    let mut file = File::create(&temporary).map_err(io_error(cannot))?;
+    file.write_all(bytes).map_err(io_error(cannot))?;
+    file.sync_all().map_err(io_error(cannot))?;
+    fs::rename(&temporary, path).map_err(io_error(cannot))
+}
+
+/// Counts the bytes read from an input file for the progress bar (before decompression, so the
+/// total is known in advance).
+struct Counting<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.progress.advance(read as u64);
+        Ok(read)
+    }
+}
+
+/// Phase 1: every input line to its shard's spill file.
+fn spill(
+    inputs: &[PathBuf],
+    shard_bits: u8,
+    options: &BuildOptions,
+    total_bytes: u64,
+    progress: &dyn Progress,
+    report: &mut BuildReport,
+) -> Result<(), BuildError> {
+    let work = options.work_dir.as_path();
+    let shard_count = 1usize << shard_bits;
+    let buffer = (SPILL_BUFFERS_TOTAL / shard_count).clamp(4096, 1 << 20);
+    let mut writers = (0..shard_count)
+        .map(|shard| {
+            let path = spill_path(work, shard);
+            File::create(&path)
+                .map(|file| BufWriter::with_capacity(buffer, file))
+                .map_err(io_error(|| format!("create {}", path.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    progress.start(Phase::Read, total_bytes);
+    for input in inputs {
+        if progress.cancelled() {
+            return Err(BuildError::Interrupted(work.to_path_buf()));
+        }
+        let cannot = || format!("read the input {}", input.display());
+        let file = File::open(input).map_err(io_error(cannot))?;
+        let mut raw = BufReader::with_capacity(
+            1 << 20,
+            Counting {
+                inner: file,
+                progress,
+            },
+        );
+        let gzip = is_gzip(raw.fill_buf().map_err(io_error(cannot))?);
+        let mut lines: Box<dyn BufRead> = if gzip {
+            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
+        } else {
+            Box::new(raw)
+        };
+        let mut line = Vec::with_capacity(64);
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            if lines
+                .read_until(b'\n', &mut line)
+                .map_err(io_error(cannot))?
+                == 0
+            {
+                break;
+            }
+            number += 1;
+            if number.is_multiple_of(4096) && progress.cancelled() {
+                return Err(BuildError::Interrupted(work.to_path_buf()));
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            match parse::line(text) {
+                Ok(Some(entry)) => {
+                    report.lines += 1;
+                    if entry.count < options.min_count {
+                        report.below_min_count += 1;
+                        continue;
+                    }
+                    let (shard, key) = key::split(&entry.sha1, shard_bits);
+                    if let Some(writer) = writers.get_mut(shard) {
+                        writer
+                            .write_all(&key.to_le_bytes())
+                            .map_err(io_error(|| format!("write {}", work.display())))?;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let bad = BadLine {
+                        file: input.clone(),
+                        line: number,
+                        error,
+                    };
+                    if options.bad_lines == BadLinePolicy::Fail {
+                        return Err(BuildError::BadLine(bad));
+                    }
+                    report.bad_lines += 1;
+                    if report.first_bad_lines.len() < REPORTED_BAD_LINES {
+                        progress.bad_line(&bad);
+                        report.first_bad_lines.push(bad);
+                    }
+                }
+            }
+        }
+    }
+    for (shard, writer) in writers.into_iter().enumerate() {
+        let cannot = || format!("write {}", spill_path(work, shard).display());
+        let file = writer
+            .into_inner()
+            .map_err(|error| io_error(cannot)(error.into_error()))?;
+        file.sync_all().map_err(io_error(cannot))?;
+    }
+    progress.finish(Phase::Read);
+    Ok(())
+}
+
+/// A built shard's filter.
+enum BuiltFilter {
+    Sixteen(BinaryFuse16),
+    Eight(BinaryFuse8),
+}
+
+impl BuiltFilter {
+    fn fingerprints(&self) -> &[u8] {
+        match self {
+            Self::Sixteen(filter) => filter.dma_fingerprints(),
+            Self::Eight(filter) => filter.dma_fingerprints(),
+        }
+    }
+}
+
+struct BuiltShard {
+    summary: ShardSummary,
+    filter: BuiltFilter,
+}
+
+/// Builds one shard's filter from its keys (in any order, duplicates allowed).
+fn build_shard(
+    mut keys: Vec<u64>,
+    bits: FingerprintBits,
+    shard: usize,
+) -> Result<BuiltShard, BuildError> {
+    // Sorted input arrives sorted (see `key`), which this sort notices in one pass; duplicates
+    // (the same hash in two inputs) must go, xorf wants distinct keys.
+    keys.sort_unstable();
+    keys.dedup();
+    let key_count = keys.len() as u64;
+    let failed = |why| BuildError::Construction { shard, why };
+    let mut descriptor = [0u8; DESCRIPTOR_LEN];
+    let filter = match bits {
+        FingerprintBits::Sixteen => {
+            let filter = BinaryFuse16::try_from(keys.as_slice()).map_err(failed)?;
+            filter.dma_copy_descriptor_to(&mut descriptor);
+            BuiltFilter::Sixteen(filter)
+        }
+        FingerprintBits::Eight => {
+            let filter = BinaryFuse8::try_from(keys.as_slice()).map_err(failed)?;
+            filter.dma_copy_descriptor_to(&mut descriptor);
+            BuiltFilter::Eight(filter)
+        }
+    };
+    drop(keys);
+    let fingerprints = filter.fingerprints();
+    Ok(BuiltShard {
+        summary: ShardSummary {
+            fingerprint_count: fingerprints.len() as u64 / bits.bytes(),
+            key_count,
+            descriptor,
+            checksum: crc32fast::hash(fingerprints),
+        },
+        filter,
+    })
+}
+
+/// Phase 2: builds every shard without a finished `shard-N.fuse`; returns how many were reused.
+fn build_shards(
+    work: &Path,
+    shard_count: usize,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<usize, BuildError> {
+    let mut pending = Vec::new();
+    for shard in 0..shard_count {
+        if read_shard_summary(work, shard, options.fingerprint_bits).is_ok() {
+            continue;
+        }
+        if !spill_path(work, shard).exists() {
+            return Err(BuildError::DamagedWork(work.to_path_buf()));
+        }
+        pending.push(shard);
+    }
+    let reused = shard_count - pending.len();
+    if reused > 0 {
+        progress.note(&format!(
+            "reusing {reused} of {shard_count} shards built by an earlier run"
+        ));
+    }
+    progress.start(Phase::Build, shard_count as u64);
+    progress.advance(reused as u64);
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<BuildError>> = Mutex::new(None);
+    let workers = options.threads.min(pending.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let failed = failure.lock().map_or(true, |failure| failure.is_some());
+                    let Some(&shard) = pending.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    if failed {
+                        break;
+                    }
+                    if progress.cancelled() {
+                        if let Ok(mut failure) = failure.lock() {
+                            failure.get_or_insert(BuildError::Interrupted(work.to_path_buf()));
+                        }
+                        break;
+                    }
+                    if let Err(error) = build_one(work, shard, options.fingerprint_bits) {
+                        if let Ok(mut failure) = failure.lock() {
+                            failure.get_or_insert(error);
+                        }
+                        break;
+                    }
+                    progress.advance(1);
+                }
+            });
+        }
+    });
+    if let Some(error) = failure.into_inner().ok().flatten() {
+        return Err(error);
+    }
+    progress.finish(Phase::Build);
+    Ok(reused)
+}
+
+/// Reads a shard's spilled keys, builds it, writes `shard-N.fuse` and removes the spill file.
+fn build_one(work: &Path, shard: usize, bits: FingerprintBits) -> Result<(), BuildError> {
+    let spill = spill_path(work, shard);
+    let cannot = || format!("read {}", spill.display());
+    let file = File::open(&spill).map_err(io_error(cannot))?;
+    let length = file.metadata().map_err(io_error(cannot))?.len();
+    let mut keys = Vec::with_capacity((length / 8) as usize);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    loop {
+        let chunk = reader.fill_buf().map_err(io_error(cannot))?;
+        if chunk.is_empty() {
+            break;
+        }
+        let whole = chunk.len() - chunk.len() % 8;
+        if whole == 0 {
+            // A torn last key: the spill was finished, so the file is damaged.
+            return Err(BuildError::DamagedWork(work.to_path_buf()));
+        }
+        keys.extend(chunk[..whole].chunks_exact(8).map(|bytes| {
+            let mut key = [0u8; 8];
+            key.copy_from_slice(bytes);
+            u64::from_le_bytes(key)
+        }));
+        reader.consume(whole);
+    }
+    let built = build_shard(keys, bits, shard)?;
+
+    let path = shard_path(work, shard);
+    let temporary = path.with_extension("tmp");
+    let cannot = || format!("write {}", temporary.display());
+    let mut out = BufWriter::new(File::create(&temporary).map_err(io_error(cannot))?);
+    let mut header = Vec::with_capacity(SHARD_FILE_HEADER_LEN);
+    header.extend_from_slice(&SHARD_FILE_MAGIC);
+    header.extend_from_slice(&built.summary.descriptor);
+    header.extend_from_slice(&built.summary.key_count.to_le_bytes());
+    header.extend_from_slice(&built.summary.fingerprint_count.to_le_bytes());
+    header.extend_from_slice(&built.summary.checksum.to_le_bytes());
+    out.write_all(&header).map_err(io_error(cannot))?;
+    out.write_all(built.filter.fingerprints())
+        .map_err(io_error(cannot))?;
+    let file = out
+        .into_inner()
+        .map_err(|error| io_error(cannot)(error.into_error()))?;
+    file.sync_all().map_err(io_error(cannot))?;
+    fs::rename(&temporary, &path).map_err(io_error(cannot))?;
+    fs::remove_file(&spill).map_err(io_error(|| format!("remove {}", spill.display())))
+}
+
+/// The summary in a finished shard file's header, if the file is whole.
+fn read_shard_summary(
+    work: &Path,
+    shard: usize,
+    bits: FingerprintBits,
+) -> Result<ShardSummary, BuildError> {
+    let path = shard_path(work, shard);
+    let cannot = || format!("read {}", path.display());
+    let mut file = File::open(&path).map_err(io_error(cannot))?;
+    let mut header = [0u8; SHARD_FILE_HEADER_LEN];
+    file.read_exact(&mut header).map_err(io_error(cannot))?;
+    let length = file.metadata().map_err(io_error(cannot))?.len();
+    let number = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    let mut descriptor = [0u8; DESCRIPTOR_LEN];
+    descriptor.copy_from_slice(&header[8..28]);
+    let mut checksum = [0u8; 4];
+    checksum.copy_from_slice(&header[44..48]);
+    let summary = ShardSummary {
+        descriptor,
+        key_count: number(28),
+        fingerprint_count: number(36),
+        checksum: u32::from_le_bytes(checksum),
+    };
+    if header[..8] != SHARD_FILE_MAGIC
+        || length != SHARD_FILE_HEADER_LEN as u64 + summary.fingerprint_count * bits.bytes()
+    {
+        return Err(BuildError::DamagedWork(work.to_path_buf()));
+    }
+    Ok(summary)
+}
+
+/// Phase 3: the output file, written under a temporary name and renamed into place.
+fn write_output(
+    work: &Path,
+    shard_count: usize,
+    shard_bits: u8,
+    options: &BuildOptions,
+    output: &Path,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), BuildError> {
+    let bits = options.fingerprint_bits;
+    let summaries = (0..shard_count)
+        .map(|shard| read_shard_summary(work, shard, bits))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layout = format::layout(bits, shard_bits, &summaries);
+    let mut partial_name = output.as_os_str().to_owned();
+    partial_name.push(".partial");
+    let partial = PathBuf::from(partial_name);
+    let cannot = || format!("write {}", partial.display());
+    let mut out =
+        BufWriter::with_capacity(1 << 20, File::create(&partial).map_err(io_error(cannot))?);
+    progress.start(Phase::Write, layout.file_length);
+    out.write_all(&layout.head).map_err(io_error(cannot))?;
+    let mut written = layout.head.len() as u64;
+    let mut copy_buffer = vec![0u8; 1 << 20];
+    for (shard, entry) in layout.entries.iter().enumerate() {
+        if progress.cancelled() {
+            return Err(BuildError::Interrupted(work.to_path_buf()));
+        }
+        let padding = entry.offset - written;
+        out.write_all(&vec![0u8; padding as usize])
+            .map_err(io_error(cannot))?;
+        let path = shard_path(work, shard);
+        let mut file =
+            File::open(&path).map_err(io_error(|| format!("read {}", path.display())))?;
+        let mut header = [0u8; SHARD_FILE_HEADER_LEN];
+        file.read_exact(&mut header)
+            .map_err(io_error(|| format!("read {}", path.display())))?;
+        let mut remaining = entry.fingerprint_count * bits.bytes();
+        let mut checksum = crc32fast::Hasher::new();
+        while remaining > 0 {
+            let take = remaining.min(copy_buffer.len() as u64) as usize;
+            let chunk = &mut copy_buffer[..take];
+            file.read_exact(chunk)
+                .map_err(io_error(|| format!("read {}", path.display())))?;
+            checksum.update(chunk);
+            out.write_all(chunk).map_err(io_error(cannot))?;
+            remaining -= take as u64;
+        }
+        if checksum.finalize() != entry.checksum {
+            return Err(BuildError::DamagedWork(work.to_path_buf()));
+        }
+        written = entry.offset + entry.fingerprint_count * bits.bytes();
+        progress.advance(padding + entry.fingerprint_count * bits.bytes());
+    }
+    let file = out
+        .into_inner()
+        .map_err(|error| io_error(cannot)(error.into_error()))?;
+    file.sync_all().map_err(io_error(cannot))?;
+    drop(file);
+    fs::rename(&partial, output).map_err(io_error(|| {
+        format!("rename {} to {}", partial.display(), output.display())
+    }))?;
+    if let Some(directory) = output
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        // The rename is durable once the directory is synced; a failure here loses nothing.
+        let _ = File::open(directory).and_then(|directory| directory.sync_all());
+    }
+    progress.finish(Phase::Write);
+    let keys = summaries.iter().map(|summary| summary.key_count).sum();
+    Ok((keys, layout.file_length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shard_count_follows_the_input_size() {
+        assert_eq!(auto_shard_bits(&0), 0);
+        assert_eq!(auto_shard_bits(&TARGET_KEYS_PER_SHARD), 0);
+        assert_eq!(auto_shard_bits(&100_000_000), 4);
+        assert_eq!(auto_shard_bits(&2_000_000_000), 8);
+        assert_eq!(auto_shard_bits(&u64::MAX), MAX_AUTO_SHARD_BITS);
+    }
+}
