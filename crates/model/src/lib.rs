@@ -5,6 +5,7 @@
 //! does IO.
 
 mod clock;
+mod device_id;
 mod email;
 mod failed_attempts;
 mod password_hash;
@@ -12,6 +13,7 @@ mod role;
 mod user_id;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use device_id::{DeviceId, DeviceIdError};
 pub use email::{Email, EmailError};
 pub use failed_attempts::FailedAttempts;
 pub use password_hash::{HashScheme, PasswordHash, PasswordHashError};

@@ -1,0 +1,167 @@
+//! End-entity certificates: one per device, from its request or, for factories that cannot make
+//! keys on the device, with a key made here and handed over once.
+
+use std::time::Duration;
+
+use model::{DeviceId, Timestamp};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber, SubjectPublicKeyInfo,
+};
+
+use crate::authority::{Authority, BACKDATE, PkiError};
+use crate::csr::CheckedCsr;
+use crate::time::to_offset;
+
+/// What a certificate is for; kept in the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateKind {
+    Device,
+}
+
+impl CertificateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Device => "device",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        (text == "device").then_some(Self::Device)
+    }
+}
+
+/// A certificate Warden signed, with what the inventory records of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// Lower-case hex, as `openssl x509 -serial` prints it (there in upper case).
+    pub serial: String,
+    pub kind: CertificateKind,
+    /// The device id.
+    pub subject: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub certificate_pem: String,
+}
+
+/// A certificate with the private key made for it. The key is shown once and never stored.
+pub struct Bundle {
+    pub certificate: IssuedCertificate,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("certificate", &self.certificate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URI alternative name that names a device in its certificate.
+pub fn device_uri(device: &DeviceId) -> String {
+    format!("urn:warden:device:{device}")
+}
+
+/// 127 random bits: unpredictable (RFC 5280 asks for at least 64 bits of entropy from public CAs)
+/// and, with the top bit clear, a positive integer of at most 16 bytes.
+pub(crate) fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f;
+    // A leading zero byte would be dropped in DER and make the serial print differently.
+    bytes[0] |= 0x01;
+    SerialNumber::from(bytes.to_vec())
+}
+
+impl Authority {
+    /// A client certificate for the device that sent `request`.
+    pub fn issue_device(
+        &self,
+        request: &CheckedCsr,
+        validity: Duration,
+        now: Timestamp,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let public_key = SubjectPublicKeyInfo::from_der(&request.public_key_der)?;
+        self.sign_device(&request.device, &public_key, validity, now)
+    }
+
+    /// A client certificate for `device` with a new key, for factories that cannot make keys on
+    /// the device.
+    pub fn issue_device_bundle(
+        &self,
+        device: &DeviceId,
+        validity: Duration,
+        now: Timestamp,
+    ) -> Result<Bundle, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let certificate = self.sign_device(device, &key, validity, now)?;
+        Ok(Bundle {
+            certificate,
+            private_key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn sign_device(
+        &self,
+        device: &DeviceId,
+        public_key: &impl rcgen::PublicKeyData,
+        validity: Duration,
+        now: Timestamp,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let serial = random_serial();
+        let not_before = Timestamp::from_unix_millis(
+            now.unix_millis() - i64::try_from(BACKDATE.as_millis()).unwrap_or(0),
+        );
+        let not_after = now.plus(validity);
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, device.as_str());
+        params.distinguished_name = name;
+        params.subject_alt_names = vec![SanType::URI(device_uri(device).try_into()?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(serial.clone());
+        params.not_before = to_offset(not_before)?;
+        params.not_after = to_offset(not_after)?;
+        let certificate = params.signed_by(public_key, &self.issuer)?;
+        Ok(IssuedCertificate {
+            serial: hex::encode(serial.as_ref()),
+            kind: CertificateKind::Device,
+            subject: device.to_string(),
+            // Whole seconds, as the certificate carries them.
+            not_before: Timestamp::from_unix_millis(
+                not_before.unix_millis().div_euclid(1000) * 1000,
+            ),
+            not_after: Timestamp::from_unix_millis(not_after.unix_millis().div_euclid(1000) * 1000),
+            certificate_pem: certificate.pem(),
+        })
+    }
+}
+
+/// What Warden reads from a device certificate a client presents (already verified to chain to
+/// Warden's CA by the TLS layer): which certificate it is, for which device, and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentedCertificate {
+    pub serial: String,
+    pub device: DeviceId,
+    pub not_after: Timestamp,
+}
+
+impl PresentedCertificate {
+    /// `None` when the certificate does not name exactly one device the way Warden's do.
+    pub fn parse(der: &[u8]) -> Option<Self> {
+        let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut names = certificate.subject().iter_common_name();
+        let device = DeviceId::parse(names.next()?.as_str().ok()?).ok()?;
+        if names.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            serial: hex::encode(certificate.raw_serial()),
+            device,
+            not_after: crate::time::from_asn1(certificate.validity().not_after),
+        })
+    }
+}
