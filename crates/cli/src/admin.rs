@@ -77,6 +77,14 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> Result<(), Failu
             let store = server::open_store(settings).await?;
             clients(command, &store, settings).await?;
         }
+        AdminCommand::Ca(command) => {
+            let store = server::open_store(settings).await?;
+            crate::pki::ca(command, &store, settings).await?;
+        }
+        AdminCommand::Certs(command) => {
+            let store = server::open_store(settings).await?;
+            crate::pki::certs(command, &store, settings).await?;
+        }
     }
     Ok(())
 }

@@ -139,6 +139,88 @@ pub enum AdminCommand {
     /// OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Warden's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificates the CA issued: issue, list, revoke.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the root and intermediate CA if the database has none (`warden serve` does this on
+    /// first start too), and print the chain.
+    Init,
+    /// Print the CA chain (intermediate, then root) and whether the root's key is online.
+    Show,
+    /// Write the root's certificate and private key (PEM, mode 0600) to FILE, to keep offline.
+    ExportRoot {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Remove the root's key from the database after exporting it: the root then signs nothing
+    /// until its key is imported again.
+    RemoveRootKey {
+        /// Confirms that the key was exported and stored safely.
+        #[arg(long)]
+        exported: bool,
+    },
+    /// Bring the root's key back from a file written by `export-root`.
+    ImportRootKey {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Make a new intermediate signed by the root (whose key must be online). Certificates the
+    /// old intermediate issued stay valid; servers load the new one at their next start.
+    ReissueIntermediate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Issue a device certificate from the device's CSR (`--csr`), or, for factories that cannot
+    /// make keys on the device, a one-time bundle of key and certificate (`--bundle DIR`).
+    Issue {
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// The device's PKCS#10 request, PEM or DER. The certificate chain goes to stdout.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "bundle",
+            required_unless_present = "bundle"
+        )]
+        csr: Option<PathBuf>,
+        /// Write DIR/ID.crt (certificate and chain), DIR/ID.key (mode 0600, not kept by Warden)
+        /// and DIR/ca.pem.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+    },
+    /// List certificates: those of one device, or those expiring soon.
+    List {
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "expiring_within_days",
+            required_unless_present = "expiring_within_days"
+        )]
+        device: Option<String>,
+        /// Unrevoked certificates that expire within this many days.
+        #[arg(long, value_name = "DAYS")]
+        expiring_within_days: Option<u64>,
+    },
+    /// Revoke one certificate by serial, or every certificate of a device.
+    Revoke {
+        /// The serial in hex, as `certs list` prints it.
+        #[arg(conflicts_with = "device", required_unless_present = "device")]
+        serial: Option<String>,
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// unspecified, key-compromise, affiliation-changed, superseded, cessation-of-operation
+        /// or privilege-withdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

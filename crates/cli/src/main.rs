@@ -4,6 +4,7 @@
 mod admin;
 mod args;
 mod breach;
+mod pki;
 
 use std::process::ExitCode;
 

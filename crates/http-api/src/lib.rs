@@ -12,6 +12,7 @@ mod layers;
 mod metrics;
 mod oauth;
 mod pages;
+mod pki;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use metrics::HttpMetrics;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
+pub use pki::PkiContext;
 
 /// Everything the handlers need, built once at start.
 #[derive(Clone, Debug)]
@@ -39,6 +41,7 @@ pub struct ApiContext {
     pub limits: Limits,
     pub identity: Arc<Identity>,
     pub oauth: Arc<OAuthSettings>,
+    pub pki: Arc<PkiContext>,
 }
 
 /// Bounds on what one request may cost.
@@ -58,6 +61,7 @@ pub fn router(context: ApiContext) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(pages::routes())
         .merge(oauth::routes())
+        .merge(pki::routes())
         .merge(api::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

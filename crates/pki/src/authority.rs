@@ -70,6 +70,46 @@ impl std::fmt::Debug for CaCertificate {
     }
 }
 
+impl CaCertificate {
+    /// The private key in PEM (PKCS#8), for taking the root offline.
+    pub fn key_pem(&self) -> Result<String, PkiError> {
+        let key = KeyPair::try_from(self.key_pkcs8.as_slice())
+            .map_err(|error| PkiError::BadKey(error.to_string()))?;
+        Ok(key.serialize_pem())
+    }
+
+    /// A CA certificate with a key brought back from offline storage; refused unless the key is
+    /// the certificate's own.
+    pub fn with_key_pem(
+        role: CaRole,
+        certificate_pem: &str,
+        key_pem: &str,
+    ) -> Result<Self, PkiError> {
+        // The file `export-root` writes holds the certificate first; the key is the block after.
+        let key_block = key_pem
+            .find("-----BEGIN PRIVATE KEY-----")
+            .map_or(key_pem, |start| &key_pem[start..]);
+        let key =
+            KeyPair::from_pem(key_block).map_err(|error| PkiError::BadKey(error.to_string()))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes())
+            .map_err(|_| PkiError::BadKey("the CA certificate is not PEM".into()))?;
+        let certificate = pem
+            .parse_x509()
+            .map_err(|_| PkiError::BadKey("the CA certificate cannot be parsed".into()))?;
+        if certificate.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(PkiError::BadKey(format!(
+                "the key is not the {} CA's",
+                role.as_str()
+            )));
+        }
+        Ok(Self {
+            role,
+            certificate_pem: certificate_pem.to_owned(),
+            key_pkcs8: key.serialize_der(),
+        })
+    }
+}
+
 fn ca_params(
     common_name: &str,
     path_length: u8,

@@ -1,6 +1,9 @@
 //! The CA checked by an independent implementation: OpenSSL's command line makes the devices' keys
 //! and requests, and verifies what Warden issues (chains, extensions, revocation lists).
 
+// Test code: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -14,11 +17,10 @@ use pki::{
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn openssl(args: &[&str]) -> std::process::Output {
-    let output = Command::new("openssl")
+    Command::new("openssl")
         .args(args)
         .output()
-        .expect("openssl is installed (scripts/test installs it)");
-    output
+        .expect("openssl is installed (scripts/test installs it)")
 }
 
 fn openssl_ok(args: &[&str]) -> String {
@@ -353,4 +355,26 @@ fn a_revoked_certificate_is_in_the_signed_revocation_list() {
             || String::from_utf8_lossy(&revoked.stderr).contains("certificate revoked")
     );
     assert!(ca.verify(&ca.path("kept.pem"), &crl_args).status.success());
+}
+
+#[test]
+fn a_root_key_taken_offline_comes_back_only_onto_its_own_certificate() {
+    let root = create_root(now()).unwrap();
+    let exported = root.key_pem().unwrap();
+    assert!(exported.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let back =
+        pki::CaCertificate::with_key_pem(pki::CaRole::Root, &root.certificate_pem, &exported)
+            .unwrap();
+    assert_eq!(back.key_pkcs8, root.key_pkcs8);
+    // The restored root can sign a new intermediate.
+    assert!(issue_intermediate(&back, now()).is_ok());
+    let other = create_root(now()).unwrap();
+    assert!(
+        pki::CaCertificate::with_key_pem(
+            pki::CaRole::Root,
+            &root.certificate_pem,
+            &other.key_pem().unwrap()
+        )
+        .is_err()
+    );
 }

@@ -4,6 +4,7 @@
 //! that serve them. [`start`] brings every part up and returns a [`RunningWarden`] that knows its
 //! bound addresses and shuts down on request; [`run_until_signal`] is what `warden serve` calls.
 
+pub mod ca;
 pub mod config;
 mod listen;
 pub mod signing;
@@ -23,6 +24,7 @@ use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
 use http_api::{
     ActiveTokens, ApiContext, ClientCache, HttpMetrics, Identity, KeyCache, Limits, OAuthSettings,
+    PkiContext,
 };
 use model::{Clock, SystemClock};
 use oauth::client::SecretHasher;
@@ -128,6 +130,9 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     };
 
     let oauth = Arc::new(oauth);
+    let pki_key = ca::encryption_key(&settings.pki, data_dir)?;
+    let authority = ca::load_or_create(&store, &pki_key, clock_now).await?;
+    let pki = Arc::new(PkiContext::new(authority, settings.pki.crl_validity));
 
     let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
@@ -153,6 +158,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         },
         identity: Arc::new(identity),
         oauth: oauth.clone(),
+        pki,
     });
 
     let shutdown = CancellationToken::new();

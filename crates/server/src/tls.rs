@@ -258,7 +258,7 @@ fn write_public(path: &Path, content: &str) -> anyhow::Result<()> {
 
 /// Writes through a temporary file and a rename, so a crash leaves the old file or the new one,
 /// never half of one; the mode is set at creation, so a key is never readable by others.
-pub(crate) fn write_atomically(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
     let temporary = path.with_extension("tmp");
     let _ = fs::remove_file(&temporary);
     let mut file = OpenOptions::new()

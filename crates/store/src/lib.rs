@@ -10,6 +10,7 @@
 //! Values cross the boundary as plain integers, text and bytes (sqlx's `Any` driver), so that one
 //! query serves both backends; timestamps are Unix milliseconds.
 
+mod certificates;
 mod clients;
 mod error;
 mod grants;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use certificates::{CertificateRecord, Certificates, StoredCa};
 pub use clients::OAuthClients;
 pub use error::StoreError;
 pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
@@ -148,6 +150,10 @@ impl Store {
 
     pub fn second_factor(&self) -> SecondFactors<'_> {
         SecondFactors::new(&self.pool)
+    }
+
+    pub fn certificates(&self) -> Certificates<'_> {
+        Certificates::new(&self.pool)
     }
 
     /// Checks the database's own consistency.

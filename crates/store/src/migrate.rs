@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_second_factor"),
     migration!(7, "0007_private_key_jwt"),
     migration!(8, "0008_revocation_epoch"),
+    migration!(9, "0009_pki"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -53,10 +54,13 @@ pub(crate) const TABLES: &[&str] = &[
     "recovery_codes",
     "used_client_assertions",
     "revocation_epoch",
+    "ca_certificates",
+    "certificates",
+    "crl_number",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 8;
+pub const LATEST_SCHEMA_VERSION: i64 = 9;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,7 +32,36 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub accounts: AccountsConfig,
     pub oauth: OAuthConfig,
+    pub pki: PkiConfig,
     pub log: LogConfig,
+}
+
+/// Warden's certificate authority for devices and services.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    /// The key that seals the CA's private keys in the database: 32 bytes as 64 hex digits or
+    /// base64. A secret: give it as `WARDEN_PKI_ENCRYPTION_KEY_FILE` or from a secret store. Empty:
+    /// a key made on first start in `DATA_DIR/secrets/pki.key`. Replicas must share it.
+    pub encryption_key: String,
+    /// How long a device certificate is valid, in days.
+    pub device_certificate_days: u64,
+    /// How long before expiry a device may renew its certificate, in days.
+    pub renewal_window_days: u64,
+    /// How long a revocation list is valid (its `nextUpdate`), in hours. A new list is signed at
+    /// every revocation and at half this time.
+    pub crl_hours: u64,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        Self {
+            encryption_key: String::new(),
+            device_certificate_days: 365,
+            renewal_window_days: 30,
+            crl_hours: 24,
+        }
+    }
 }
 
 /// The OAuth 2.0 / OpenID Connect authorization server.
@@ -168,6 +197,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             accounts: AccountsConfig::default(),
             oauth: OAuthConfig::default(),
+            pki: PkiConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -237,8 +267,31 @@ pub struct Settings {
     pub key_publish_lead: Duration,
     pub refresh_reuse_grace: Duration,
     pub cache: Duration,
+    pub pki: PkiSettings,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+#[derive(Clone)]
+pub struct PkiSettings {
+    /// `None`: the key in `DATA_DIR/secrets/pki.key`, made on first start.
+    pub encryption_key: Option<String>,
+    pub device_certificate_validity: Duration,
+    pub renewal_window: Duration,
+    pub crl_validity: Duration,
+}
+
+impl std::fmt::Debug for PkiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PkiSettings")
+            .field(
+                "device_certificate_validity",
+                &self.device_certificate_validity,
+            )
+            .field("renewal_window", &self.renewal_window)
+            .field("crl_validity", &self.crl_validity)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -281,13 +334,6 @@ impl Config {
                     ),
                 )
             })
-        };
-        let positive = |setting: &'static str, value: u64| {
-            if value == 0 {
-                Err(invalid(setting, "must be greater than 0"))
-            } else {
-                Ok(value)
-            }
         };
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must name a directory"));
@@ -419,6 +465,8 @@ impl Config {
             ));
         }
 
+        let pki = self.pki_settings()?;
+
         Ok(Settings {
             data_dir: self.data_dir.clone(),
             https_listen,
@@ -444,8 +492,61 @@ impl Config {
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),
             refresh_reuse_grace: Duration::from_secs(self.oauth.refresh_reuse_grace_seconds),
             cache: Duration::from_secs(self.oauth.cache_seconds),
+            pki,
             log_format: self.log.format,
             log_level: self.log.level.clone(),
+        })
+    }
+}
+
+fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
+    if value == 0 {
+        Err(invalid(setting, "must be greater than 0"))
+    } else {
+        Ok(value)
+    }
+}
+
+impl Config {
+    fn pki_settings(&self) -> Result<PkiSettings, Invalid> {
+        const DAY: u64 = 24 * 3600;
+        let encryption_key = match self.pki.encryption_key.trim() {
+            "" => None,
+            key => {
+                pki::KeyEncryptionKey::parse(key)
+                    .map_err(|error| invalid("pki.encryption_key", error.to_string()))?;
+                Some(key.to_owned())
+            }
+        };
+        let days = positive(
+            "pki.device_certificate_days",
+            self.pki.device_certificate_days,
+        )?;
+        if days > 825 {
+            return Err(invalid(
+                "pki.device_certificate_days",
+                "must be at most 825 days (27 months); renewal keeps devices going",
+            ));
+        }
+        let window = positive("pki.renewal_window_days", self.pki.renewal_window_days)?;
+        if window >= days {
+            return Err(invalid(
+                "pki.renewal_window_days",
+                "must be shorter than pki.device_certificate_days",
+            ));
+        }
+        let crl_hours = positive("pki.crl_hours", self.pki.crl_hours)?;
+        if crl_hours > 7 * 24 {
+            return Err(invalid(
+                "pki.crl_hours",
+                "must be at most 168: a revocation list must not be trusted for long",
+            ));
+        }
+        Ok(PkiSettings {
+            encryption_key,
+            device_certificate_validity: Duration::from_secs(days * DAY),
+            renewal_window: Duration::from_secs(window * DAY),
+            crl_validity: Duration::from_secs(crl_hours * 3600),
         })
     }
 }

@@ -10,6 +10,7 @@ mod crash;
 mod http;
 mod oauth;
 mod oidc;
+mod pki;
 mod readiness;
 mod storage;
 mod tls;

@@ -1,0 +1,254 @@
+//! `warden admin ca …` and `warden admin certs …`: the CA's life and the certificates it issues.
+
+use anyhow::{Context, anyhow};
+use model::{Clock, DeviceId, SystemClock, Timestamp};
+use pki::{CaCertificate, CaRole, CheckedCsr, RevocationReason};
+use server::config::Settings;
+use server::tls::write_atomically;
+use store::Store;
+
+use crate::Failure;
+use crate::args::{CaCommand, CertsCommand};
+
+pub async fn ca(command: CaCommand, store: &Store, settings: &Settings) -> Result<(), Failure> {
+    let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+    let now = SystemClock.now();
+    match command {
+        CaCommand::Init | CaCommand::Show => {
+            let authority = if matches!(command, CaCommand::Init) {
+                server::ca::load_or_create(store, &key, now).await?
+            } else {
+                server::ca::load(store, &key).await?.ok_or_else(|| {
+                    Failure::Input(anyhow!("there is no CA yet; run `warden admin ca init`"))
+                })?
+            };
+            let root_online = server::ca::root(store, &key).await?.is_some();
+            print!("{}{}", authority.intermediate_pem(), authority.root_pem());
+            eprintln!(
+                "root key: {}",
+                if root_online {
+                    "in the database (export it and remove it to keep it offline)"
+                } else {
+                    "offline"
+                }
+            );
+        }
+        CaCommand::ExportRoot { out } => {
+            let root = server::ca::root(store, &key)
+                .await?
+                .ok_or_else(|| Failure::Input(anyhow!("the root's key is not in the database")))?;
+            let content = format!(
+                "{}{}",
+                root.certificate_pem,
+                root.key_pem().map_err(anyhow::Error::from)?
+            );
+            write_atomically(&out, &content, 0o600)?;
+            println!("wrote the root certificate and key to {}", out.display());
+        }
+        CaCommand::RemoveRootKey { exported } => {
+            if !exported {
+                return Err(Failure::Input(anyhow!(
+                    "export the root first (`warden admin ca export-root --out FILE`), then confirm with --exported"
+                )));
+            }
+            store
+                .certificates()
+                .set_ca_key(CaRole::Root, None)
+                .await
+                .context("cannot remove the root key")?;
+            println!("removed the root's key from the database; the root is offline");
+        }
+        CaCommand::ImportRootKey { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))
+                .map_err(Failure::Input)?;
+            let stored = store
+                .certificates()
+                .ca(CaRole::Root)
+                .await
+                .context("cannot read the root")?
+                .ok_or_else(|| {
+                    Failure::Input(anyhow!("there is no CA yet; run `warden admin ca init`"))
+                })?;
+            let root = CaCertificate::with_key_pem(CaRole::Root, &stored.certificate_pem, &text)
+                .map_err(|error| Failure::Input(error.into()))?;
+            let sealed = server::ca::sealed(&key, &root);
+            store
+                .certificates()
+                .set_ca_key(CaRole::Root, sealed.sealed_key.as_deref())
+                .await
+                .context("cannot store the root key")?;
+            println!("the root's key is back in the database");
+        }
+        CaCommand::ReissueIntermediate => {
+            server::ca::reissue_intermediate(store, &key, now).await?;
+            println!("issued a new intermediate CA; restart servers to sign with it");
+        }
+    }
+    Ok(())
+}
+
+pub async fn certs(
+    command: CertsCommand,
+    store: &Store,
+    settings: &Settings,
+) -> Result<(), Failure> {
+    let now = SystemClock.now();
+    let validity = settings.pki.device_certificate_validity;
+    match command {
+        CertsCommand::Issue {
+            device,
+            csr,
+            bundle,
+        } => {
+            let device = parse_device(&device)?;
+            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let issued = match (csr, bundle) {
+                (Some(path), _) => {
+                    let request = std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))
+                        .map_err(Failure::Input)?;
+                    let checked = CheckedCsr::check(&request, &device)
+                        .map_err(|rejection| Failure::Input(anyhow!("refused: {rejection}")))?;
+                    let issued = authority
+                        .issue_device(&checked, validity, now)
+                        .map_err(anyhow::Error::from)?;
+                    print!("{}{}", issued.certificate_pem, authority.intermediate_pem());
+                    issued
+                }
+                (None, Some(dir)) => {
+                    let bundle = authority
+                        .issue_device_bundle(&device, validity, now)
+                        .map_err(anyhow::Error::from)?;
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    let chain = format!(
+                        "{}{}",
+                        bundle.certificate.certificate_pem,
+                        authority.intermediate_pem()
+                    );
+                    write_atomically(&dir.join(format!("{device}.crt")), &chain, 0o644)?;
+                    write_atomically(
+                        &dir.join(format!("{device}.key")),
+                        &bundle.private_key_pem,
+                        0o600,
+                    )?;
+                    write_atomically(&dir.join("ca.pem"), authority.root_pem(), 0o644)?;
+                    println!(
+                        "wrote {device}.crt, {device}.key and ca.pem to {}",
+                        dir.display()
+                    );
+                    bundle.certificate
+                }
+                (None, None) => {
+                    return Err(Failure::Input(anyhow!("give --csr FILE or --bundle DIR")));
+                }
+            };
+            store
+                .certificates()
+                .insert(&issued)
+                .await
+                .context("cannot record the certificate")?;
+            eprintln!(
+                "serial {} valid until {}",
+                issued.serial,
+                rfc3339(issued.not_after)
+            );
+        }
+        CertsCommand::List {
+            device,
+            expiring_within_days,
+        } => {
+            let certificates = store.certificates();
+            let records = match (device, expiring_within_days) {
+                (Some(device), _) => {
+                    certificates
+                        .by_subject(parse_device(&device)?.as_str())
+                        .await
+                }
+                (None, Some(days)) => {
+                    certificates
+                        .expiring(now, now.plus(std::time::Duration::from_secs(days * 86_400)))
+                        .await
+                }
+                (None, None) => {
+                    return Err(Failure::Input(anyhow!(
+                        "give --device or --expiring-within-days"
+                    )));
+                }
+            }
+            .context("cannot read the inventory")?;
+            println!(
+                "{:<34} {:<8} {:<24} {:<22} STATUS",
+                "SERIAL", "KIND", "SUBJECT", "NOT AFTER"
+            );
+            for record in records {
+                let issued = &record.certificate;
+                let status = match record.revoked {
+                    Some((at, reason)) => format!("revoked {} ({})", rfc3339(at), reason.as_str()),
+                    None if issued.not_after <= now => "expired".to_owned(),
+                    None => "valid".to_owned(),
+                };
+                println!(
+                    "{:<34} {:<8} {:<24} {:<22} {status}",
+                    issued.serial,
+                    issued.kind.as_str(),
+                    issued.subject,
+                    rfc3339(issued.not_after)
+                );
+            }
+        }
+        CertsCommand::Revoke {
+            serial,
+            device,
+            reason,
+        } => {
+            let reason =
+                RevocationReason::parse(&reason).map_err(|error| Failure::Input(error.into()))?;
+            let certificates = store.certificates();
+            match (serial, device) {
+                (Some(serial), _) => {
+                    let serial = serial.trim().to_ascii_lowercase();
+                    if !certificates
+                        .revoke(&serial, reason, now)
+                        .await
+                        .context("cannot revoke")?
+                    {
+                        return Err(Failure::Input(anyhow!(
+                            "no unrevoked certificate with serial {serial}"
+                        )));
+                    }
+                    println!("revoked {serial} ({})", reason.as_str());
+                }
+                (None, Some(device)) => {
+                    let device = parse_device(&device)?;
+                    let count = certificates
+                        .revoke_subject(device.as_str(), reason, now)
+                        .await
+                        .context("cannot revoke")?;
+                    println!(
+                        "revoked {count} certificate(s) of {device} ({})",
+                        reason.as_str()
+                    );
+                }
+                (None, None) => return Err(Failure::Input(anyhow!("give a serial or --device"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_device(text: &str) -> Result<DeviceId, Failure> {
+    DeviceId::parse(text).map_err(|error| Failure::Input(anyhow!("device id {text:?}: {error}")))
+}
+
+fn rfc3339(at: Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at.unix_millis().div_euclid(1000))
+        .ok()
+        .and_then(|time| {
+            time.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| at.unix_millis().to_string())
+}
