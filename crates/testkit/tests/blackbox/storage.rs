@@ -332,6 +332,147 @@ async fn purge_removes_only_what_has_expired(backend: &str) {
 }
 
 /// Runs one SQL statement outside the store, as an operator (or a newer Warden) would.
+async fn the_ca_inventory_and_revocation_counters_work(backend: &str) {
+    use pki::{CaRole, CertificateKind, IssuedCertificate, RevocationReason};
+    use store::StoredCa;
+
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let certificates = store.certificates();
+    let ca = |name: &str| StoredCa {
+        certificate_pem: format!("{name} certificate"),
+        sealed_key: Some(format!("{name} sealed key")),
+    };
+    let at = Timestamp::from_unix_millis;
+    assert!(
+        certificates
+            .create_ca(&ca("root"), &ca("intermediate"), at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !certificates
+            .create_ca(&ca("other root"), &ca("other"), at(2))
+            .await
+            .unwrap(),
+        "a second CA is never stored over the first"
+    );
+    assert_eq!(
+        certificates.ca(CaRole::Root).await.unwrap(),
+        Some(ca("root"))
+    );
+    assert!(certificates.set_ca_key(CaRole::Root, None).await.unwrap());
+    assert_eq!(
+        certificates
+            .ca(CaRole::Root)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed_key,
+        None
+    );
+    certificates
+        .replace_ca(CaRole::Intermediate, &ca("new intermediate"), at(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        certificates.ca(CaRole::Intermediate).await.unwrap(),
+        Some(ca("new intermediate"))
+    );
+
+    let issued = |serial: &str, subject: &str, not_after: i64| IssuedCertificate {
+        serial: serial.into(),
+        kind: CertificateKind::Device,
+        subject: subject.into(),
+        not_before: at(0),
+        not_after: at(not_after),
+        certificate_pem: format!("{serial} pem"),
+    };
+    for certificate in [
+        issued("01", "washer-1", 1_000),
+        issued("02", "washer-1", 5_000),
+        issued("03", "oven-2", 2_000),
+        issued("04", "oven-2", 100),
+    ] {
+        certificates.insert(&certificate).await.unwrap();
+    }
+    assert!(
+        certificates.insert(&issued("01", "x", 1)).await.is_err(),
+        "serials are unique"
+    );
+    let washer = certificates.by_subject("washer-1").await.unwrap();
+    assert_eq!(washer.len(), 2);
+    let expiring: Vec<String> = certificates
+        .expiring(at(500), at(2_500))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.certificate.serial)
+        .collect();
+    assert_eq!(
+        expiring,
+        ["01", "03"],
+        "soonest first; expired and later ones left out"
+    );
+    assert_eq!(
+        certificates
+            .count_expiring(at(500), at(2_500))
+            .await
+            .unwrap(),
+        2
+    );
+
+    assert!(
+        certificates
+            .revoke("01", RevocationReason::KeyCompromise, at(600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !certificates
+            .revoke("01", RevocationReason::Superseded, at(700))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !certificates
+            .revoke("ff", RevocationReason::Superseded, at(700))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        certificates
+            .revoke_subject("oven-2", RevocationReason::CessationOfOperation, at(800))
+            .await
+            .unwrap(),
+        2
+    );
+    let revoked: Vec<String> = certificates
+        .revoked(at(900))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.serial)
+        .collect();
+    assert_eq!(revoked, ["01", "03"], "04 has expired and leaves the list");
+    let record = certificates.by_serial("01").await.unwrap().unwrap();
+    assert_eq!(
+        record.revoked,
+        Some((at(600), RevocationReason::KeyCompromise))
+    );
+    let first = certificates.next_crl_number().await.unwrap();
+    assert_eq!(certificates.next_crl_number().await.unwrap(), first + 1);
+
+    let grants = store.grants();
+    let epoch = grants.revocation_epoch().await.unwrap();
+    grants.revoke_grant("grant-1", at(1)).await.unwrap();
+    grants
+        .revoke_access_token("jti-1", at(10_000))
+        .await
+        .unwrap();
+    assert_eq!(grants.revocation_epoch().await.unwrap(), epoch + 2);
+}
+
 async fn sqlx_execute(url: &DatabaseUrl, sql: &str) {
     use sqlx::{Connection, Executor};
     match url {
@@ -374,4 +515,5 @@ conformance!(
     values_survive_a_reopen_byte_for_byte,
     ping_and_integrity_check_answer_on_a_healthy_database,
     purge_removes_only_what_has_expired,
+    the_ca_inventory_and_revocation_counters_work,
 );
