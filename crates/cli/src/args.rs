@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Address of a plain-HTTP listener that redirects to HTTPS; overrides `http.redirect_listen`.
     #[arg(long, value_name = "ADDR")]
     pub redirect_listen: Option<String>,
+    /// Address of the mutual-TLS listener for devices; overrides `http.device_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub device_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -109,6 +112,9 @@ impl ServeArgs {
         let mut flags = Vec::new();
         if let Some(listen) = &self.listen {
             flags.push(("http.listen", listen.clone()));
+        }
+        if let Some(device) = &self.device_listen {
+            flags.push(("http.device_listen", device.clone()));
         }
         if let Some(redirect) = &self.redirect_listen {
             flags.push(("http.redirect_listen", redirect.clone()));

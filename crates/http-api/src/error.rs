@@ -27,6 +27,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("the token does not allow this")]
     Forbidden,
+    /// Refused for a reason the caller should read (a revoked certificate, say).
+    #[error("{0}")]
+    Denied(String),
+    /// The request is well-formed but the resource's state does not allow it now.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{what} is not available right now; try again shortly")]
     Unavailable { what: &'static str },
     #[error("something went wrong on our side; the request id identifies it in the log")]
@@ -48,7 +54,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden | ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -29,7 +29,7 @@ pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use metrics::HttpMetrics;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
-pub use pki::PkiContext;
+pub use pki::{PeerCertificate, PkiContext};
 
 /// Everything the handlers need, built once at start.
 #[derive(Clone, Debug)]
@@ -53,16 +53,27 @@ pub struct Limits {
 
 /// The whole HTTP API, with every layer applied. Unknown paths answer 404 in the API's error shape.
 pub fn router(context: ApiContext) -> Router {
-    let limits = context.limits;
-    let metrics = context.metrics.clone();
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::render))
         .merge(pages::routes())
         .merge(oauth::routes())
         .merge(pki::routes())
-        .merge(api::routes())
+        .merge(api::routes());
+    with_layers(routes, context)
+}
+
+/// What the device listener serves: only requests from clients that proved a certificate from
+/// Warden's CA during the handshake (see `server::tls::device_server_config`).
+pub fn device_router(context: ApiContext) -> Router {
+    with_layers(pki::device_routes(), context)
+}
+
+fn with_layers(routes: Router<ApiContext>, context: ApiContext) -> Router {
+    let limits = context.limits;
+    let metrics = context.metrics.clone();
+    routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)

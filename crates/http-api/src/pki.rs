@@ -1,27 +1,38 @@
 //! The CA's public face: its certificates (the trust anchor devices and services are given) and
-//! the signed revocation list, in PEM and DER. Anyone may fetch them; they hold nothing secret.
+//! the signed revocation list, in PEM and DER, which anyone may fetch; and, on the device
+//! listener, certificate renewal for devices that prove their current certificate.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use model::Timestamp;
-use pki::{Authority, RevokedCertificate};
+use pki::{Authority, CertificateKind, CheckedCsr, PresentedCertificate, RevokedCertificate};
 
 use crate::{ApiContext, ApiError};
 
-/// The CA and the revocation list last signed.
+/// The CA, its settings, and the revocation list last signed.
 #[derive(Debug)]
 pub struct PkiContext {
     pub authority: Authority,
     /// A list's `nextUpdate` is this far after its `thisUpdate`.
     pub crl_validity: Duration,
+    pub device_certificate_validity: Duration,
+    /// How long before its expiry a certificate may be renewed.
+    pub renewal_window: Duration,
     crl: tokio::sync::Mutex<Option<SignedCrl>>,
 }
+
+/// The certificate (DER) the client presented in the TLS handshake, put on every request of the
+/// connection by the listener. Present only on the device listener, where the handshake already
+/// checked that it chains to Warden's CA and is within its validity.
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub Arc<[u8]>);
 
 #[derive(Debug)]
 struct SignedCrl {
@@ -32,10 +43,17 @@ struct SignedCrl {
 }
 
 impl PkiContext {
-    pub fn new(authority: Authority, crl_validity: Duration) -> Self {
+    pub fn new(
+        authority: Authority,
+        crl_validity: Duration,
+        device_certificate_validity: Duration,
+        renewal_window: Duration,
+    ) -> Self {
         Self {
             authority,
             crl_validity,
+            device_certificate_validity,
+            renewal_window,
             crl: tokio::sync::Mutex::new(None),
         }
     }
@@ -46,6 +64,70 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route("/pki/ca.pem", get(ca_chain))
         .route("/pki/crl.pem", get(crl_pem))
         .route("/pki/crl.der", get(crl_der))
+}
+
+pub(crate) fn device_routes() -> Router<ApiContext> {
+    Router::new().route("/device/v1/certificate", post(renew))
+}
+
+/// A device renews its certificate: the body is a new CSR (PEM or DER) for the same device; the
+/// answer (201) is the new certificate followed by the intermediate's. The presented certificate
+/// must be one Warden issued to a device, unrevoked, and within `renewal_window` of its expiry.
+/// The old certificate stays valid until it expires, so a device that loses the answer can retry.
+async fn renew(
+    State(context): State<ApiContext>,
+    certificate: Option<Extension<PeerCertificate>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(Extension(PeerCertificate(der))) = certificate else {
+        return Err(ApiError::Denied(
+            "a device certificate from Warden's CA is required".into(),
+        ));
+    };
+    let presented = PresentedCertificate::parse(&der)
+        .ok_or_else(|| ApiError::Denied("the certificate does not name a device".into()))?;
+    let certificates = context.store.certificates();
+    let record = certificates
+        .by_serial(&presented.serial)
+        .await?
+        .filter(|record| record.certificate.kind == CertificateKind::Device)
+        .ok_or_else(|| ApiError::Denied("the certificate is not in Warden's inventory".into()))?;
+    if let Some((_, reason)) = record.revoked {
+        return Err(ApiError::Denied(format!(
+            "the certificate was revoked ({})",
+            reason.as_str()
+        )));
+    }
+    let pki = &context.pki;
+    let now = context.identity.clock.now();
+    let opens = Timestamp::from_unix_millis(
+        record.certificate.not_after.unix_millis()
+            - i64::try_from(pki.renewal_window.as_millis()).unwrap_or(i64::MAX),
+    );
+    if now < opens {
+        return Err(ApiError::Conflict(format!(
+            "too early to renew: renewal opens {} s before expiry, in {} s",
+            pki.renewal_window.as_secs(),
+            (opens.unix_millis() - now.unix_millis()).div_euclid(1000)
+        )));
+    }
+    let request = CheckedCsr::check(&body, &presented.device)
+        .map_err(|rejection| ApiError::BadRequest(rejection.to_string()))?;
+    let issued = pki
+        .authority
+        .issue_device(&request, pki.device_certificate_validity, now)
+        .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    certificates.insert(&issued).await?;
+    tracing::info!(device = %presented.device, serial = %issued.serial, renewed = %presented.serial, "device certificate renewed");
+    let chain = format!(
+        "{}{}",
+        issued.certificate_pem,
+        pki.authority.intermediate_pem()
+    );
+    Ok(with_type(
+        (StatusCode::CREATED, chain).into_response(),
+        "application/pem-certificate-chain",
+    ))
 }
 
 /// The issuing CA's certificate, then the root's.

@@ -52,6 +52,8 @@ pub const CLIENT_SECRET_KEY_FILE: &str = "secrets/client-secret.key";
 pub struct Addresses {
     pub https: SocketAddr,
     pub http_redirect: Option<SocketAddr>,
+    /// The mutual-TLS listener for devices.
+    pub device: Option<SocketAddr>,
 }
 
 /// A Warden whose listeners are up. Dropping it does not stop it; call [`RunningWarden::shutdown`].
@@ -101,9 +103,18 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    let device_listener = match settings.device_listen {
+        Some(address) => Some(bind(address, "http.device_listen").await?),
+        None => None,
+    };
+    let device = device_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let addresses = Addresses {
         https,
         http_redirect,
+        device,
     };
     let base_url = format!(
         "https://{}/",
@@ -132,7 +143,13 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let oauth = Arc::new(oauth);
     let pki_key = ca::encryption_key(&settings.pki, data_dir)?;
     let authority = ca::load_or_create(&store, &pki_key, clock_now).await?;
-    let pki = Arc::new(PkiContext::new(authority, settings.pki.crl_validity));
+    let device_tls = tls::device_server_config(&settings.tls, &tls_files, authority.root_pem())?;
+    let pki = Arc::new(PkiContext::new(
+        authority,
+        settings.pki.crl_validity,
+        settings.pki.device_certificate_validity,
+        settings.pki.renewal_window,
+    ));
 
     let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
@@ -148,7 +165,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         )),
         hash_wait: settings.hash_wait,
     };
-    let router = http_api::router(ApiContext {
+    let context = ApiContext {
         store: store.clone(),
         metrics,
         registry: Arc::new(registry),
@@ -159,7 +176,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         identity: Arc::new(identity),
         oauth: oauth.clone(),
         pki,
-    });
+    };
+    let router = http_api::router(context.clone());
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -170,6 +188,15 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
         settings.shutdown_grace,
     ));
+    if let Some(listener) = device_listener {
+        tasks.spawn(listen::serve_https(
+            listener,
+            device_tls,
+            http_api::device_router(context),
+            shutdown.clone(),
+            settings.shutdown_grace,
+        ));
+    }
     if let Some(listener) = redirect_listener {
         let https_base = base_url.trim_end_matches('/').to_owned();
         tasks.spawn(listen::serve_redirect(
@@ -186,7 +213,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     ));
     tasks.spawn(watch_revocations(store.clone(), oauth, shutdown.clone()));
     write_addresses(data_dir, &addresses)?;
-    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, "Warden is listening");
+    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, device = ?addresses.device, "Warden is listening");
     Ok(RunningWarden {
         addresses,
         store,
@@ -274,6 +301,11 @@ fn banner(settings: &Settings, warden: &RunningWarden) -> String {
             "                   http  {redirect} (redirects to https)"
         ));
     }
+    if let Some(device) = warden.addresses.device {
+        lines.push(format!(
+            "                   https {device} (devices, with their certificate)"
+        ));
+    }
     lines.push(format!(
         "  Data directory:  {}",
         settings.data_dir.display()
@@ -329,6 +361,9 @@ fn authority(host: &str, port: u16) -> String {
 fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow::Result<PathBuf> {
     let mut map = BTreeMap::new();
     map.insert("https", addresses.https.to_string());
+    if let Some(device) = addresses.device {
+        map.insert("device", device.to_string());
+    }
     if let Some(redirect) = addresses.http_redirect {
         map.insert("http_redirect", redirect.to_string());
     }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use http_api::PeerCertificate;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -48,7 +49,15 @@ pub async fn serve_https(
                     // Refused protocol versions and cipher suites end here; rustls has sent the alert.
                     return;
                 };
-                serve_connection(TokioIo::new(tls_stream), router, peer, watcher).await;
+                // The device listener's clients have proved a certificate; handlers read it.
+                let certificate = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| PeerCertificate(Arc::from(leaf.as_ref())));
+                serve_connection(TokioIo::new(tls_stream), router, peer, certificate, watcher)
+                    .await;
             }
         },
         router,
@@ -70,7 +79,7 @@ pub async fn serve_redirect(
         shutdown,
         grace,
         |stream, peer, watcher, router| async move {
-            serve_connection(TokioIo::new(stream), router, peer, watcher).await;
+            serve_connection(TokioIo::new(stream), router, peer, None, watcher).await;
         },
         router,
     )
@@ -93,14 +102,22 @@ async fn redirect(https_base: String, request: Request) -> Response {
 }
 
 /// Serves one connection. Every request carries the peer's address as `ConnectInfo`, for
-/// throttling by source address.
-async fn serve_connection<I>(io: I, router: Router, peer: SocketAddr, watcher: Watcher)
-where
+/// throttling by source address, and the client's certificate when it presented one.
+async fn serve_connection<I>(
+    io: I,
+    router: Router,
+    peer: SocketAddr,
+    certificate: Option<PeerCertificate>,
+    watcher: Watcher,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service =
         TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
             router.clone().oneshot(request)
         }));
     let builder = auto::Builder::new(TokioExecutor::new());

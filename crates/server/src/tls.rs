@@ -16,8 +16,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use rustls::ServerConfig;
 use rustls::crypto::{CryptoProvider, ring};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
@@ -78,6 +80,35 @@ pub fn server_config(
     settings: &TlsSettings,
     files: &TlsFiles,
 ) -> anyhow::Result<Arc<ServerConfig>> {
+    config_with(settings, files, None)
+}
+
+/// The same, for the device listener: every client must present a certificate that chains to
+/// `client_roots_pem` (Warden's own CA) and is within its validity. Revocation is checked per
+/// request against the inventory, which is always current, rather than in the handshake.
+pub fn device_server_config(
+    settings: &TlsSettings,
+    files: &TlsFiles,
+    client_roots_pem: &str,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(client_roots_pem.as_bytes()) {
+        roots
+            .add(certificate.context("the CA certificate is not PEM")?)
+            .context("the CA certificate cannot be a trust anchor")?;
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+            .build()
+            .context("cannot build the client certificate verifier")?;
+    config_with(settings, files, Some(verifier))
+}
+
+fn config_with(
+    settings: &TlsSettings,
+    files: &TlsFiles,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let (cert_path, key_path) = match &settings.provided {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => {
@@ -93,18 +124,20 @@ pub fn server_config(
     }
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("cannot read the private key {}", key_path.display()))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .context("the TLS protocol versions do not fit the cipher suites")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .with_context(|| {
-            format!(
-                "{} and {} do not form a usable pair",
-                cert_path.display(),
-                key_path.display()
-            )
-        })?;
+        .context("the TLS protocol versions do not fit the cipher suites")?;
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).with_context(|| {
+        format!(
+            "{} and {} do not form a usable pair",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

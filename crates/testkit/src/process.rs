@@ -54,7 +54,15 @@ impl WardenProcess {
         let addresses = data_dir.join(server::ADDRESSES_FILE);
         let _ = std::fs::remove_file(&addresses);
         let dir = data_dir.to_str().unwrap();
-        let mut args = vec!["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"];
+        let mut args = vec![
+            "serve",
+            "--data-dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--device-listen",
+            "127.0.0.1:0",
+        ];
         args.extend_from_slice(extra_args);
         let mut command = warden_command(&args);
         for (name, value) in env {

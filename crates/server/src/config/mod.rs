@@ -134,6 +134,10 @@ pub struct HttpConfig {
     /// Address of a plain-HTTP listener that answers every request with a redirect to HTTPS, as
     /// IP:PORT. Empty: no such listener.
     pub redirect_listen: String,
+    /// Address of the HTTPS listener for devices, as IP:PORT: it accepts only clients with a
+    /// certificate from Warden's CA (mutual TLS) and serves what devices ask for (certificate
+    /// renewal). Port 0 picks a free port. Empty: no such listener.
+    pub device_listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: u64,
     /// Longest time one request may take, in seconds, before it is answered 408.
@@ -208,6 +212,7 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8443".to_owned(),
             redirect_listen: String::new(),
+            device_listen: "127.0.0.1:8444".to_owned(),
             max_body_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
             shutdown_grace_seconds: 10,
@@ -250,6 +255,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub https_listen: SocketAddr,
     pub redirect_listen: Option<SocketAddr>,
+    pub device_listen: Option<SocketAddr>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -348,6 +354,20 @@ impl Config {
             return Err(invalid(
                 "http.redirect_listen",
                 "must differ from http.listen",
+            ));
+        }
+        let device_listen = match self.http.device_listen.trim() {
+            "" => None,
+            value => Some(address("http.device_listen", value)?),
+        };
+        let taken = [Some(https_listen), redirect_listen];
+        if let Some(device) = device_listen
+            && device.port() != 0
+            && taken.contains(&Some(device))
+        {
+            return Err(invalid(
+                "http.device_listen",
+                "must differ from http.listen and http.redirect_listen",
             ));
         }
         let max_body_bytes =
@@ -471,6 +491,7 @@ impl Config {
             data_dir: self.data_dir.clone(),
             https_listen,
             redirect_listen,
+            device_listen,
             max_body_bytes,
             request_timeout,
             shutdown_grace,

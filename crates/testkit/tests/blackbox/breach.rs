@@ -200,6 +200,8 @@ fn a_damaged_filter_stops_the_start_with_a_clear_message() {
         dir.path().join("data").to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
+        "--device-listen",
+        "127.0.0.1:0",
     ])
     .env("WARDEN_ACCOUNTS_BREACHED_FILTER", &filter)
     .output()

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use model::Clock;
 use pki::CaRole;
 use testkit::{TestApp, warden_command};
 
@@ -307,5 +308,185 @@ async fn the_root_key_is_sealed_can_go_offline_and_come_back_to_reissue_the_inte
         verified.status.success(),
         "{}",
         String::from_utf8_lossy(&verified.stdout)
+    );
+}
+
+/// An HTTPS client for the device listener, presenting `identity_pem` (certificate chain and key)
+/// when given.
+fn device_client(app: &TestApp, identity_pem: Option<&[u8]>) -> reqwest::Client {
+    let ca = std::fs::read(&app.warden.tls_files.ca_cert).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("localhost", app.warden.addresses.device.unwrap())
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(pem) = identity_pem {
+        builder = builder.identity(reqwest::Identity::from_pem(pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn renew(
+    app: &TestApp,
+    client: &reqwest::Client,
+    csr: &Path,
+) -> reqwest::Result<reqwest::Response> {
+    let port = app.warden.addresses.device.unwrap().port();
+    client
+        .post(format!("https://localhost:{port}/device/v1/certificate"))
+        .body(std::fs::read(csr).unwrap())
+        .send()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_renews_over_mutual_tls_in_its_window_and_bad_certificates_are_refused() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let factory = dir.path().join("factory");
+    admin_ok(
+        &app,
+        &[
+            "certs",
+            "issue",
+            "--device",
+            "washer-3",
+            "--bundle",
+            factory.to_str().unwrap(),
+        ],
+    );
+    let mut identity = std::fs::read(factory.join("washer-3.crt")).unwrap();
+    identity.extend(std::fs::read(factory.join("washer-3.key")).unwrap());
+    let device = device_client(&app, Some(&identity));
+    let csr = device_request(dir.path(), "renewal", "/CN=washer-3");
+
+    let early = renew(&app, &device, &csr).await.unwrap();
+    assert_eq!(early.status(), 409);
+    let body = early.text().await.unwrap();
+    assert!(body.contains("too early to renew"), "{body}");
+
+    // 340 days later the 30-day window is open.
+    app.clock
+        .advance(std::time::Duration::from_secs(340 * 86_400));
+    let renewed = renew(&app, &device, &csr).await.unwrap();
+    assert_eq!(renewed.status(), 201);
+    let chain = renewed.text().await.unwrap();
+    std::fs::write(dir.path().join("renewed.pem"), &chain).unwrap();
+    std::fs::write(
+        dir.path().join("chain.pem"),
+        app.get("/pki/ca.pem").await.text().await.unwrap(),
+    )
+    .unwrap();
+    // OpenSSL judges at the test clock's time, 340 days ahead, when the new certificate starts.
+    let at = (app.clock.now().unix_millis() / 1000 + 60).to_string();
+    let verified = openssl(&[
+        "verify",
+        "-attime",
+        &at,
+        "-CAfile",
+        dir.path().join("chain.pem").to_str().unwrap(),
+        dir.path().join("renewed.pem").to_str().unwrap(),
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let listed = admin_ok(&app, &["certs", "list", "--device", "washer-3"]);
+    assert_eq!(
+        listed.lines().count(),
+        3,
+        "the header, the old and the new: {listed}"
+    );
+
+    // A request naming another device is refused with its reason.
+    let foreign = device_request(dir.path(), "foreign", "/CN=dryer-1");
+    let refused = renew(&app, &device, &foreign).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("for device washer-3")
+    );
+
+    // A revoked certificate renews nothing.
+    admin_ok(
+        &app,
+        &[
+            "certs",
+            "revoke",
+            "--device",
+            "washer-3",
+            "--reason",
+            "key-compromise",
+        ],
+    );
+    let revoked = renew(&app, &device, &csr).await.unwrap();
+    assert_eq!(revoked.status(), 403);
+    assert!(
+        revoked
+            .text()
+            .await
+            .unwrap()
+            .contains("revoked (key-compromise)")
+    );
+
+    // The handshake itself refuses: no certificate, an expired one, one from another CA.
+    assert!(renew(&app, &device_client(&app, None), &csr).await.is_err());
+    let key = server::ca::encryption_key(&app.settings.pki, app.data_dir.path()).unwrap();
+    let authority = server::ca::load(&app.warden.store, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    let long_ago = model::Timestamp::from_unix_millis(
+        model::Timestamp::from_system_time(std::time::SystemTime::now()).unix_millis()
+            - 3 * 86_400_000,
+    );
+    let expired = authority
+        .issue_device_bundle(
+            &model::DeviceId::parse("washer-3").unwrap(),
+            std::time::Duration::from_secs(86_400),
+            long_ago,
+        )
+        .unwrap();
+    let expired_identity = format!(
+        "{}{}{}",
+        expired.certificate.certificate_pem,
+        authority.intermediate_pem(),
+        expired.private_key_pem
+    );
+    let expired_client = device_client(&app, Some(expired_identity.as_bytes()));
+    assert!(renew(&app, &expired_client, &csr).await.is_err());
+    let foreign_key = dir.path().join("self.key");
+    let foreign_cert = dir.path().join("self.pem");
+    assert!(
+        openssl(&[
+            "req",
+            "-x509",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-subj",
+            "/CN=washer-3",
+            "-days",
+            "30",
+            "-keyout",
+            foreign_key.to_str().unwrap(),
+            "-out",
+            foreign_cert.to_str().unwrap(),
+        ])
+        .status
+        .success()
+    );
+    let mut foreign_identity = std::fs::read(&foreign_cert).unwrap();
+    foreign_identity.extend(std::fs::read(&foreign_key).unwrap());
+    assert!(
+        renew(&app, &device_client(&app, Some(&foreign_identity)), &csr)
+            .await
+            .is_err()
     );
 }
