@@ -153,6 +153,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
+    let expiring = Family::<Vec<(String, String)>, Gauge>::default();
+    registry.register(
+        "pki_certificates_expiring",
+        "Unrevoked certificates that expire within `within_days` days",
+        expiring.clone(),
+    );
     let metrics = Arc::new(HttpMetrics::register(&mut registry));
     let identity_clock = clock.clone();
     let identity = Identity {
@@ -208,10 +214,16 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     }
     tasks.spawn(purge_periodically(
         store.clone(),
-        identity_clock,
+        identity_clock.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(watch_revocations(store.clone(), oauth, shutdown.clone()));
+    tasks.spawn(count_expiring_certificates(
+        store.clone(),
+        identity_clock,
+        expiring,
+        shutdown.clone(),
+    ));
     write_addresses(data_dir, &addresses)?;
     tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, device = ?addresses.device, "Warden is listening");
     Ok(RunningWarden {
@@ -374,6 +386,9 @@ fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow:
 
 /// How often expired sessions, codes and tokens are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// The horizons `warden_pki_certificates_expiring` counts for, in days.
+const EXPIRY_HORIZON_DAYS: [u64; 2] = [7, 30];
+const EXPIRY_COUNT_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the revocation epoch is read: the longest a revocation made by another process
 /// (another replica, the admin command) leaves a remembered token active here.
 const REVOCATION_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -411,6 +426,33 @@ async fn watch_revocations(store: Store, oauth: Arc<OAuthSettings>, shutdown: Ca
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(REVOCATION_POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// Keeps `warden_pki_certificates_expiring` current: one count per horizon every minute.
+async fn count_expiring_certificates(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    gauges: Family<Vec<(String, String)>, Gauge>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = clock.now();
+        for days in EXPIRY_HORIZON_DAYS {
+            let horizon = now.plus(Duration::from_secs(days * 86_400));
+            match store.certificates().count_expiring(now, horizon).await {
+                Ok(count) => {
+                    gauges
+                        .get_or_create(&vec![("within_days".to_owned(), days.to_string())])
+                        .set(count);
+                }
+                Err(error) => tracing::warn!(%error, "cannot count expiring certificates"),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(EXPIRY_COUNT_INTERVAL) => {}
         }
     }
 }

@@ -490,3 +490,59 @@ async fn a_device_renews_over_mutual_tls_in_its_window_and_bad_certificates_are_
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_expiring_soon_are_counted_in_the_metrics() {
+    use pki::{CertificateKind, IssuedCertificate, RevocationReason};
+
+    // Two servers one after the other on one database, sharing its key-encryption key.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("warden.db").display());
+    let key = pki::KeyEncryptionKey::generate_hex();
+    let spawn = || {
+        let (url, key) = (url.clone(), key.clone());
+        TestApp::spawn_with(move |config| {
+            config.database.url = url;
+            config.pki.encryption_key = key;
+        })
+    };
+    let first = spawn().await;
+    let now = first.clock.now();
+    let days = |n: u64| now.plus(std::time::Duration::from_secs(n * 86_400));
+    let certificates = first.warden.store.certificates();
+    for (serial, expires) in [("0a", days(10)), ("0b", days(100)), ("0c", days(3))] {
+        certificates
+            .insert(&IssuedCertificate {
+                serial: serial.into(),
+                kind: CertificateKind::Device,
+                subject: "washer-4".into(),
+                not_before: now,
+                not_after: expires,
+                certificate_pem: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    certificates
+        .revoke("0c", RevocationReason::Superseded, now)
+        .await
+        .unwrap();
+    first.stop().await;
+
+    // A server started on that database counts at once, then every minute.
+    let app = spawn().await;
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains("warden_pki_certificates_expiring{within_days=\"30\"} 1")
+            && metrics.contains("warden_pki_certificates_expiring{within_days=\"7\"} 0")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
