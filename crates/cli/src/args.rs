@@ -202,6 +202,16 @@ pub enum CertsCommand {
         #[arg(long, value_name = "DIR")]
         bundle: Option<PathBuf>,
     },
+    /// Issue certificates for many devices at once, as a factory line collects their requests:
+    /// every `ID.csr` (PEM or DER) in CSR_DIR is for device ID. All requests are checked first; if
+    /// any is refused, nothing is issued. Writes OUT/ID.crt (certificate and chain) and OUT/ca.pem;
+    /// the inventory rows are committed in one transaction.
+    IssueBatch {
+        #[arg(long, value_name = "CSR_DIR")]
+        csr_dir: PathBuf,
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+    },
     /// List certificates: those of one device, or those expiring soon.
     List {
         #[arg(

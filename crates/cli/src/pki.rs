@@ -156,6 +156,41 @@ pub async fn certs(
                 rfc3339(issued.not_after)
             );
         }
+        CertsCommand::IssueBatch { csr_dir, out } => {
+            let requests = read_requests(&csr_dir)?;
+            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let issued = requests
+                .iter()
+                .map(|request| authority.issue_device(request, validity, now))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::from)?;
+            store
+                .certificates()
+                .insert_all(&issued)
+                .await
+                .context("cannot record the certificates")?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            for certificate in &issued {
+                let chain = format!(
+                    "{}{}",
+                    certificate.certificate_pem,
+                    authority.intermediate_pem()
+                );
+                write_atomically(
+                    &out.join(format!("{}.crt", certificate.subject)),
+                    &chain,
+                    0o644,
+                )?;
+            }
+            write_atomically(&out.join("ca.pem"), authority.root_pem(), 0o644)?;
+            println!(
+                "issued {} certificate(s) into {}",
+                issued.len(),
+                out.display()
+            );
+        }
         CertsCommand::List {
             device,
             expiring_within_days,
@@ -237,6 +272,51 @@ pub async fn certs(
         }
     }
     Ok(())
+}
+
+/// Every `ID.csr` in `dir`, checked as a request for device ID. All refusals are reported at
+/// once, and any refusal means none is issued.
+fn read_requests(dir: &std::path::Path) -> Result<Vec<CheckedCsr>, Failure> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))
+        .map_err(Failure::Input)?;
+    let mut paths: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "csr"))
+        .collect();
+    paths.sort();
+    let mut requests = Vec::new();
+    let mut refusals = Vec::new();
+    for path in paths {
+        let stem = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or_default();
+        let checked = DeviceId::parse(stem)
+            .map_err(|error| format!("device id {stem:?}: {error}"))
+            .and_then(|device| {
+                let bytes = std::fs::read(&path).map_err(|error| error.to_string())?;
+                CheckedCsr::check(&bytes, &device).map_err(|rejection| rejection.to_string())
+            });
+        match checked {
+            Ok(request) => requests.push(request),
+            Err(reason) => refusals.push(format!("{}: {reason}", path.display())),
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(Failure::Input(anyhow!(
+            "nothing issued; refused:\n{}",
+            refusals.join("\n")
+        )));
+    }
+    if requests.is_empty() {
+        return Err(Failure::Input(anyhow!(
+            "no *.csr files in {}",
+            dir.display()
+        )));
+    }
+    Ok(requests)
 }
 
 fn parse_device(text: &str) -> Result<DeviceId, Failure> {

@@ -113,18 +113,27 @@ impl<'a> Certificates<'a> {
     }
 
     pub async fn insert(&self, certificate: &IssuedCertificate) -> Result<(), StoreError> {
+        self.insert_all(std::slice::from_ref(certificate)).await
+    }
+
+    /// Records many certificates in one transaction: all or none, one commit to wait for.
+    pub async fn insert_all(&self, certificates: &[IssuedCertificate]) -> Result<(), StoreError> {
         let query = format!(
             "INSERT INTO certificates ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)"
         );
-        sqlx::query(&query)
-            .bind(&certificate.serial)
-            .bind(certificate.kind.as_str())
-            .bind(&certificate.subject)
-            .bind(certificate.not_before.unix_millis())
-            .bind(certificate.not_after.unix_millis())
-            .bind(&certificate.certificate_pem)
-            .execute(self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        for certificate in certificates {
+            sqlx::query(&query)
+                .bind(&certificate.serial)
+                .bind(certificate.kind.as_str())
+                .bind(&certificate.subject)
+                .bind(certificate.not_before.unix_millis())
+                .bind(certificate.not_after.unix_millis())
+                .bind(&certificate.certificate_pem)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -546,3 +546,72 @@ async fn certificates_expiring_soon_are_counted_in_the_metrics() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_requests_is_issued_whole_or_not_at_all() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests");
+    std::fs::create_dir(&requests).unwrap();
+    for device in ["fridge-1", "fridge-2"] {
+        let made = device_request(dir.path(), device, &format!("/CN={device}"));
+        std::fs::rename(made, requests.join(format!("{device}.csr"))).unwrap();
+    }
+    // One request names the wrong device: nothing is issued, and the refusal says which and why.
+    let wrong = device_request(dir.path(), "wrong", "/CN=fridge-1");
+    std::fs::rename(wrong, requests.join("fridge-3.csr")).unwrap();
+    let out = dir.path().join("out");
+    let refused = admin(
+        &app,
+        &[
+            "certs",
+            "issue-batch",
+            "--csr-dir",
+            requests.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("nothing issued") && message.contains("fridge-3.csr"),
+        "{message}"
+    );
+    assert!(
+        admin_ok(&app, &["certs", "list", "--device", "fridge-1"])
+            .lines()
+            .count()
+            == 1
+    );
+    assert!(!out.exists());
+
+    std::fs::remove_file(requests.join("fridge-3.csr")).unwrap();
+    admin_ok(
+        &app,
+        &[
+            "certs",
+            "issue-batch",
+            "--csr-dir",
+            requests.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    for device in ["fridge-1", "fridge-2"] {
+        let verified = openssl(&[
+            "verify",
+            "-CAfile",
+            out.join("ca.pem").to_str().unwrap(),
+            "-untrusted",
+            out.join(format!("{device}.crt")).to_str().unwrap(),
+            out.join(format!("{device}.crt")).to_str().unwrap(),
+        ]);
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+        assert!(admin_ok(&app, &["certs", "list", "--device", device]).contains(device));
+    }
+}
