@@ -212,6 +212,15 @@ pub enum CertsCommand {
         #[arg(long, value_name = "OUT")]
         out: PathBuf,
     },
+    /// Renew a device's certificate from a new CSR, whatever the renewal window says (an
+    /// operator's decision); the old certificate must be Warden's, for a device, and unrevoked,
+    /// and stays valid until it expires.
+    Renew {
+        /// The serial of the current certificate, in hex.
+        serial: String,
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+    },
     /// List certificates: those of one device, or those expiring soon.
     List {
         #[arg(

@@ -105,18 +105,7 @@ pub async fn certs(
             let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
             let authority = server::ca::load_or_create(store, &key, now).await?;
             let issued = match (csr, bundle) {
-                (Some(path), _) => {
-                    let request = std::fs::read(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))
-                        .map_err(Failure::Input)?;
-                    let checked = CheckedCsr::check(&request, &device)
-                        .map_err(|rejection| Failure::Input(anyhow!("refused: {rejection}")))?;
-                    let issued = authority
-                        .issue_device(&checked, validity, now)
-                        .map_err(anyhow::Error::from)?;
-                    print!("{}{}", issued.certificate_pem, authority.intermediate_pem());
-                    issued
-                }
+                (Some(path), _) => issue_from_csr(&authority, &device, &path, validity)?,
                 (None, Some(dir)) => {
                     let bundle = authority
                         .issue_device_bundle(&device, validity, now)
@@ -189,6 +178,32 @@ pub async fn certs(
                 "issued {} certificate(s) into {}",
                 issued.len(),
                 out.display()
+            );
+        }
+        CertsCommand::Renew { serial, csr } => {
+            let serial = serial.trim().to_ascii_lowercase();
+            let record = store
+                .certificates()
+                .by_serial(&serial)
+                .await
+                .context("cannot read the inventory")?
+                .ok_or_else(|| Failure::Input(anyhow!("no certificate with serial {serial}")))?;
+            if record.revoked.is_some() {
+                return Err(Failure::Input(anyhow!("certificate {serial} is revoked")));
+            }
+            let device = parse_device(&record.certificate.subject)?;
+            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let issued = issue_from_csr(&authority, &device, &csr, validity)?;
+            store
+                .certificates()
+                .insert(&issued)
+                .await
+                .context("cannot record the certificate")?;
+            eprintln!(
+                "serial {} renews {serial}, valid until {}",
+                issued.serial,
+                rfc3339(issued.not_after)
             );
         }
         CertsCommand::List {
@@ -272,6 +287,25 @@ pub async fn certs(
         }
     }
     Ok(())
+}
+
+/// A certificate for `device` from the request in `path`, printed with its chain on stdout.
+fn issue_from_csr(
+    authority: &pki::Authority,
+    device: &DeviceId,
+    path: &std::path::Path,
+    validity: std::time::Duration,
+) -> Result<pki::IssuedCertificate, Failure> {
+    let request = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failure::Input)?;
+    let checked = CheckedCsr::check(&request, device)
+        .map_err(|rejection| Failure::Input(anyhow!("refused: {rejection}")))?;
+    let issued = authority
+        .issue_device(&checked, validity, SystemClock.now())
+        .map_err(anyhow::Error::from)?;
+    print!("{}{}", issued.certificate_pem, authority.intermediate_pem());
+    Ok(issued)
 }
 
 /// Every `ID.csr` in `dir`, checked as a request for device ID. All refusals are reported at

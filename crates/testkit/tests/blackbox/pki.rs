@@ -176,6 +176,33 @@ async fn a_device_certificate_verifies_with_openssl_and_its_revocation_reaches_t
             == 1
     );
 
+    // An operator renews the washer's certificate from a new request: both are listed.
+    let renewal = device_request(dir.path(), "washer-renewal", "/CN=washer-1");
+    let renewed = admin_ok(
+        &app,
+        &[
+            "certs",
+            "renew",
+            &serial,
+            "--csr",
+            renewal.to_str().unwrap(),
+        ],
+    );
+    assert!(renewed.starts_with("-----BEGIN CERTIFICATE-----"));
+    let washer = admin_ok(&app, &["certs", "list", "--device", "washer-1"]);
+    assert_eq!(washer.lines().count(), 3, "{washer}");
+    let foreign_renewal = admin(
+        &app,
+        &[
+            "certs",
+            "renew",
+            &serial,
+            "--csr",
+            foreign.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(foreign_renewal.status.code(), Some(2));
+
     // Before the revocation the list names nothing; after it, the washer's certificate.
     let crl_path = dir.path().join("crl.pem");
     let before = crl_text(&app, dir.path()).await;
