@@ -1,6 +1,7 @@
 //! End-entity certificates: one per device, from its request or, for factories that cannot make
 //! keys on the device, with a key made here and handed over once.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use model::{DeviceId, Timestamp};
@@ -16,18 +17,24 @@ use crate::time::to_offset;
 /// What a certificate is for; kept in the inventory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertificateKind {
+    /// A device's client certificate.
     Device,
+    /// A Warden listener's server certificate.
+    Server,
 }
 
 impl CertificateKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Device => "device",
+            Self::Server => "server",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        (text == "device").then_some(Self::Device)
+        [Self::Device, Self::Server]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -82,7 +89,7 @@ impl Authority {
         now: Timestamp,
     ) -> Result<IssuedCertificate, PkiError> {
         let public_key = SubjectPublicKeyInfo::from_der(&request.public_key_der)?;
-        self.sign_device(&request.device, &public_key, validity, now)
+        self.sign(&device_leaf(&request.device)?, &public_key, validity, now)
     }
 
     /// A client certificate for `device` with a new key, for factories that cannot make keys on
@@ -93,17 +100,46 @@ impl Authority {
         validity: Duration,
         now: Timestamp,
     ) -> Result<Bundle, PkiError> {
+        self.bundle(&device_leaf(device)?, validity, now)
+    }
+
+    /// A server certificate with a new key for a Warden listener reached by `names` (DNS names
+    /// or IP addresses; the first is the subject's common name).
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        validity: Duration,
+        now: Timestamp,
+    ) -> Result<Bundle, PkiError> {
+        let subject = names.first().cloned().unwrap_or_else(|| "localhost".into());
+        let alternative_names = names
+            .iter()
+            .map(|name| match name.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(name.clone().try_into()?)),
+            })
+            .collect::<Result<Vec<_>, rcgen::Error>>()?;
+        let leaf = Leaf {
+            kind: CertificateKind::Server,
+            subject,
+            alternative_names,
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+        };
+        self.bundle(&leaf, validity, now)
+    }
+
+    fn bundle(&self, leaf: &Leaf, validity: Duration, now: Timestamp) -> Result<Bundle, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let certificate = self.sign_device(device, &key, validity, now)?;
+        let certificate = self.sign(leaf, &key, validity, now)?;
         Ok(Bundle {
             certificate,
             private_key_pem: key.serialize_pem(),
         })
     }
 
-    fn sign_device(
+    fn sign(
         &self,
-        device: &DeviceId,
+        leaf: &Leaf,
         public_key: &impl rcgen::PublicKeyData,
         validity: Duration,
         now: Timestamp,
@@ -115,29 +151,46 @@ impl Authority {
         let not_after = now.plus(validity);
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, device.as_str());
+        name.push(DnType::CommonName, leaf.subject.as_str());
         params.distinguished_name = name;
-        params.subject_alt_names = vec![SanType::URI(device_uri(device).try_into()?)];
+        params.subject_alt_names = leaf.alternative_names.clone();
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![leaf.usage.clone()];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(serial.clone());
         params.not_before = to_offset(not_before)?;
         params.not_after = to_offset(not_after)?;
         let certificate = params.signed_by(public_key, &self.issuer)?;
+        let whole_seconds =
+            |at: Timestamp| Timestamp::from_unix_millis(at.unix_millis().div_euclid(1000) * 1000);
         Ok(IssuedCertificate {
             serial: hex::encode(serial.as_ref()),
-            kind: CertificateKind::Device,
-            subject: device.to_string(),
+            kind: leaf.kind,
+            subject: leaf.subject.clone(),
             // Whole seconds, as the certificate carries them.
-            not_before: Timestamp::from_unix_millis(
-                not_before.unix_millis().div_euclid(1000) * 1000,
-            ),
-            not_after: Timestamp::from_unix_millis(not_after.unix_millis().div_euclid(1000) * 1000),
+            not_before: whole_seconds(not_before),
+            not_after: whole_seconds(not_after),
             certificate_pem: certificate.pem(),
         })
     }
+}
+
+/// What distinguishes one kind of end-entity certificate from another.
+struct Leaf {
+    kind: CertificateKind,
+    subject: String,
+    alternative_names: Vec<SanType>,
+    usage: ExtendedKeyUsagePurpose,
+}
+
+fn device_leaf(device: &DeviceId) -> Result<Leaf, PkiError> {
+    Ok(Leaf {
+        kind: CertificateKind::Device,
+        subject: device.to_string(),
+        alternative_names: vec![SanType::URI(device_uri(device).try_into()?)],
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    })
 }
 
 /// What Warden reads from a device certificate a client presents (already verified to chain to

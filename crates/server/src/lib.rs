@@ -87,11 +87,23 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict the data directory {}", data_dir.display()))?;
 
-    let tls_files = TlsFiles::in_data_dir(data_dir);
-    let tls = tls::server_config(&settings.tls, &tls_files)?;
-
     let breached_passwords = open_breached_passwords(settings).await?;
     let store = open_store(settings).await?;
+
+    let pki_key = ca::encryption_key(&settings.pki, data_dir)?;
+    let certificate_authority = ca::load_or_create(&store, &pki_key, clock.now()).await?;
+    let tls_files = TlsFiles::in_data_dir(data_dir);
+    if let Some(issued) = tls::ensure_server_certificate(
+        &settings.tls,
+        &tls_files,
+        &certificate_authority,
+        clock.now(),
+    )? {
+        store.certificates().insert(&issued).await?;
+    }
+    let tls = tls::server_config(&settings.tls, &tls_files)?;
+    let device_tls =
+        tls::device_server_config(&settings.tls, &tls_files, certificate_authority.root_pem())?;
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
     let https = https_listener.local_addr()?;
@@ -141,11 +153,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     };
 
     let oauth = Arc::new(oauth);
-    let pki_key = ca::encryption_key(&settings.pki, data_dir)?;
-    let authority = ca::load_or_create(&store, &pki_key, clock_now).await?;
-    let device_tls = tls::device_server_config(&settings.tls, &tls_files, authority.root_pem())?;
     let pki = Arc::new(PkiContext::new(
-        authority,
+        certificate_authority,
         settings.pki.crl_validity,
         settings.pki.device_certificate_validity,
         settings.pki.renewal_window,

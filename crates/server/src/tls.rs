@@ -1,8 +1,6 @@
-//! TLS for Warden's listeners: the local CA and server certificate made on first start, and the
-//! rustls configuration that allows only TLS 1.2/1.3 with ECDHE and AEAD cipher suites.
-//!
-//! The CA made here is the single-machine default: its key sits in the data directory with mode
-//! 0600. It signs the server certificate and is what a browser or device is told to trust.
+//! TLS for Warden's listeners: the server certificate, issued by Warden's own CA (the `pki` crate)
+//! and kept in the data directory with the root that clients are told to trust, and the rustls
+//! configuration that allows only TLS 1.2/1.3 with ECDHE and AEAD cipher suites.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -12,34 +10,34 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-};
+use std::time::Duration;
+
+use model::Timestamp;
+use pki::{Authority, IssuedCertificate};
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use time::{Duration, OffsetDateTime};
 
 use crate::config::TlsSettings;
 
-/// The CA's lifetime: long, since replacing it means every client must trust a new one.
-const CA_VALIDITY: Duration = Duration::days(3650);
 /// Browsers refuse server certificates valid for longer than 398 days.
-const SERVER_VALIDITY: Duration = Duration::days(397);
+const SERVER_VALIDITY: Duration = Duration::from_secs(397 * 86_400);
 /// A server certificate this close to expiry is replaced at start.
-const RENEW_BEFORE: Duration = Duration::days(30);
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
 /// Where the TLS files live in the data directory.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
+    /// Warden's root CA certificate: what browsers, devices and services are told to trust.
     pub ca_cert: PathBuf,
-    pub ca_key: PathBuf,
+    /// The server certificate and the intermediate that issued it.
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// Where versions before the `pki` CA kept a separate local CA's key; removed when found.
+    legacy_ca_key: PathBuf,
 }
 
 impl TlsFiles {
@@ -47,9 +45,9 @@ impl TlsFiles {
         let dir = data_dir.join("tls");
         Self {
             ca_cert: dir.join("ca.crt"),
-            ca_key: dir.join("ca.key"),
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),
+            legacy_ca_key: dir.join("ca.key"),
         }
     }
 }
@@ -74,8 +72,8 @@ fn provider() -> CryptoProvider {
     }
 }
 
-/// Makes the CA and server certificate when missing (or the server certificate when it no longer
-/// covers the configured names or is close to expiry), and returns the server's TLS configuration.
+/// The server's TLS configuration, from the operator's certificate or the one
+/// [`ensure_server_certificate`] keeps.
 pub fn server_config(
     settings: &TlsSettings,
     files: &TlsFiles,
@@ -111,10 +109,7 @@ fn config_with(
 ) -> anyhow::Result<Arc<ServerConfig>> {
     let (cert_path, key_path) = match &settings.provided {
         Some((cert, key)) => (cert.clone(), key.clone()),
-        None => {
-            ensure_certificates(settings, files)?;
-            (files.server_cert.clone(), files.server_key.clone())
-        }
+        None => (files.server_cert.clone(), files.server_key.clone()),
     };
     let chain = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -142,87 +137,52 @@ fn config_with(
     Ok(Arc::new(config))
 }
 
-fn ensure_certificates(settings: &TlsSettings, files: &TlsFiles) -> anyhow::Result<()> {
+/// Keeps the server certificate in the data directory current: issued by `authority` for every
+/// required name, not close to expiry, and `ca.crt` holding the root. Returns the certificate when
+/// a new one was issued, for the inventory. Nothing to do when the operator provides one.
+pub fn ensure_server_certificate(
+    settings: &TlsSettings,
+    files: &TlsFiles,
+    authority: &Authority,
+    now: Timestamp,
+) -> anyhow::Result<Option<IssuedCertificate>> {
+    if settings.provided.is_some() {
+        return Ok(None);
+    }
     if let Some(dir) = files.ca_cert.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
-    if !files.ca_cert.exists() || !files.ca_key.exists() {
-        create_ca(files)?;
-        // A new CA invalidates whatever server certificate was there.
-        issue_server_certificate(settings, files)?;
-        return Ok(());
+    if files.legacy_ca_key.exists() {
+        fs::remove_file(&files.legacy_ca_key)
+            .with_context(|| format!("cannot remove {}", files.legacy_ca_key.display()))?;
+        tracing::info!(path = %files.legacy_ca_key.display(), "removed the key of the old local CA; Warden's CA issues the server certificate now");
     }
-    let current = fs::read(&files.server_cert).ok();
-    let fresh = current
-        .as_deref()
-        .is_some_and(|pem| server_certificate_fits(pem, settings).unwrap_or(false));
-    if !fresh || !files.server_key.exists() {
-        issue_server_certificate(settings, files)?;
+    let trusted = fs::read_to_string(&files.ca_cert).ok();
+    let current = fs::read_to_string(&files.server_cert).ok();
+    let fresh = trusted.as_deref() == Some(authority.root_pem())
+        && current.as_deref().is_some_and(|pem| {
+            pem.contains(authority.intermediate_pem())
+                && server_certificate_fits(pem.as_bytes(), settings, now).unwrap_or(false)
+        })
+        && files.server_key.exists();
+    if fresh {
+        return Ok(None);
     }
-    Ok(())
-}
-
-fn create_ca(files: &TlsFiles) -> anyhow::Result<()> {
-    let key = KeyPair::generate().context("cannot generate the CA key")?;
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, "Warden");
-    name.push(DnType::CommonName, "Warden local CA");
-    params.distinguished_name = name;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    set_validity(&mut params, CA_VALIDITY);
-    let cert = params
-        .self_signed(&key)
-        .context("cannot sign the CA certificate")?;
-    write_private(&files.ca_key, &key.serialize_pem())?;
-    write_public(&files.ca_cert, &cert.pem())?;
-    tracing::info!(path = %files.ca_cert.display(), "created the local certificate authority");
-    Ok(())
-}
-
-fn issue_server_certificate(settings: &TlsSettings, files: &TlsFiles) -> anyhow::Result<()> {
-    let ca_key_pem = fs::read_to_string(&files.ca_key)
-        .with_context(|| format!("cannot read the CA key {}", files.ca_key.display()))?;
-    let ca_cert_pem = fs::read_to_string(&files.ca_cert)
-        .with_context(|| format!("cannot read the CA certificate {}", files.ca_cert.display()))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).context("the CA key is not a usable PEM key")?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)
-        .context("the CA certificate is not usable")?;
-
-    let key = KeyPair::generate().context("cannot generate the server key")?;
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, settings.primary_hostname());
-    params.distinguished_name = name;
-    params.subject_alt_names = subject_alt_names(settings)?;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, SERVER_VALIDITY);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .context("cannot sign the server certificate")?;
-    write_private(&files.server_key, &key.serialize_pem())?;
-    // The chain the server presents: its certificate, then the CA's.
+    let bundle = authority.issue_server(&required_names(settings), SERVER_VALIDITY, now)?;
+    write_private(&files.server_key, &bundle.private_key_pem)?;
+    // The chain the server presents: its certificate, then the intermediate's.
     write_public(
         &files.server_cert,
-        &format!("{}{}", cert.pem(), ca_cert_pem),
+        &format!(
+            "{}{}",
+            bundle.certificate.certificate_pem,
+            authority.intermediate_pem()
+        ),
     )?;
-    tracing::info!(hostnames = ?settings.hostnames, "issued the HTTPS server certificate");
-    Ok(())
-}
-
-fn set_validity(params: &mut CertificateParams, validity: Duration) {
-    let now = OffsetDateTime::now_utc();
-    // An hour of slack for clients whose clocks run behind.
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + validity;
-    // 127 random bits, top bit clear so that the DER integer is positive.
-    let mut serial: [u8; 16] = rand::random();
-    serial[0] &= 0x7f;
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    write_public(&files.ca_cert, authority.root_pem())?;
+    tracing::info!(hostnames = ?settings.hostnames, serial = %bundle.certificate.serial, "issued the HTTPS server certificate");
+    Ok(Some(bundle.certificate))
 }
 
 /// The names the server certificate must cover: the configured ones and the loopback names.
@@ -236,27 +196,18 @@ fn required_names(settings: &TlsSettings) -> Vec<String> {
     names
 }
 
-fn subject_alt_names(settings: &TlsSettings) -> anyhow::Result<Vec<SanType>> {
-    required_names(settings)
-        .into_iter()
-        .map(|name| match name.parse::<IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => {
-                Ok(SanType::DnsName(name.clone().try_into().with_context(
-                    || format!("{name:?} cannot be a DNS name"),
-                )?))
-            }
-        })
-        .collect()
-}
-
 /// Whether an existing server certificate still covers every required name and is not about to expire.
-fn server_certificate_fits(pem: &[u8], settings: &TlsSettings) -> anyhow::Result<bool> {
+fn server_certificate_fits(
+    pem: &[u8],
+    settings: &TlsSettings,
+    now: Timestamp,
+) -> anyhow::Result<bool> {
     use x509_parser::prelude::*;
     let der = CertificateDer::from_pem_slice(pem).context("not a PEM certificate")?;
     let (_, cert) = X509Certificate::from_der(&der).context("not an X.509 certificate")?;
     let expires = cert.validity().not_after.timestamp();
-    if expires - RENEW_BEFORE.whole_seconds() < OffsetDateTime::now_utc().unix_timestamp() {
+    let renew_before = i64::try_from(RENEW_BEFORE.as_secs()).unwrap_or(i64::MAX);
+    if expires - renew_before < now.unix_millis().div_euclid(1000) {
         return Ok(false);
     }
     let mut present = Vec::new();
@@ -317,38 +268,72 @@ mod tests {
         }
     }
 
+    fn authority(now: Timestamp) -> Authority {
+        let root = pki::create_root(now).unwrap();
+        let intermediate = pki::issue_intermediate(&root, now).unwrap();
+        Authority::new(&root.certificate_pem, &intermediate).unwrap()
+    }
+
     #[test]
-    fn keys_are_private_and_the_certificate_is_reissued_when_names_change() {
+    fn the_key_is_private_and_the_certificate_is_reissued_when_names_ca_or_time_change() {
         let dir = tempfile::tempdir().unwrap();
         let files = TlsFiles::in_data_dir(dir.path());
-        server_config(&settings(&["localhost"]), &files).unwrap();
-        for key in [&files.ca_key, &files.server_key] {
-            let mode = fs::metadata(key).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600, "{}", key.display());
-        }
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        let ca = authority(now);
+        let localhost = settings(&["localhost"]);
+        assert!(
+            ensure_server_certificate(&localhost, &files, &ca, now)
+                .unwrap()
+                .is_some()
+        );
+        server_config(&localhost, &files).unwrap();
+        let mode = fs::metadata(&files.server_key)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_to_string(&files.ca_cert).unwrap(), ca.root_pem());
         let first = fs::read(&files.server_cert).unwrap();
-        assert!(server_certificate_fits(&first, &settings(&["localhost"])).unwrap());
-        assert!(!server_certificate_fits(&first, &settings(&["warden.example.com"])).unwrap());
+        assert!(server_certificate_fits(&first, &localhost, now).unwrap());
+        assert!(!server_certificate_fits(&first, &settings(&["warden.example.com"]), now).unwrap());
 
-        server_config(&settings(&["localhost"]), &files).unwrap();
+        assert!(
+            ensure_server_certificate(&localhost, &files, &ca, now)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             fs::read(&files.server_cert).unwrap(),
             first,
             "an unchanged certificate is kept"
         );
 
-        let ca_before = fs::read(&files.ca_cert).unwrap();
-        server_config(&settings(&["warden.example.com", "10.0.0.9"]), &files).unwrap();
-        let reissued = fs::read(&files.server_cert).unwrap();
-        assert_ne!(reissued, first);
+        let names = settings(&["warden.example.com", "10.0.0.9"]);
+        let reissued = ensure_server_certificate(&names, &files, &ca, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(reissued.subject, "warden.example.com");
         assert!(
-            server_certificate_fits(&reissued, &settings(&["warden.example.com", "10.0.0.9"]))
+            server_certificate_fits(&fs::read(&files.server_cert).unwrap(), &names, now).unwrap()
+        );
+
+        let near_expiry = now.plus(SERVER_VALIDITY - RENEW_BEFORE / 2);
+        assert!(
+            ensure_server_certificate(&names, &files, &ca, near_expiry)
                 .unwrap()
+                .is_some()
+        );
+
+        let other = authority(now);
+        assert!(
+            ensure_server_certificate(&names, &files, &other, now)
+                .unwrap()
+                .is_some()
         );
         assert_eq!(
-            fs::read(&files.ca_cert).unwrap(),
-            ca_before,
-            "the CA is kept"
+            fs::read_to_string(&files.ca_cert).unwrap(),
+            other.root_pem()
         );
     }
 }

@@ -147,13 +147,20 @@ fn first_start_creates_keys_readable_only_by_the_owner_and_the_database() {
             & 0o777
     };
     assert_eq!(mode(""), 0o700);
-    assert_eq!(mode("tls/ca.key"), 0o600);
+    assert_eq!(mode("secrets/pki.key"), 0o600);
     assert_eq!(mode("tls/server.key"), 0o600);
+    assert!(
+        !data.join("tls/ca.key").exists(),
+        "the CA's keys live sealed in the database"
+    );
     assert!(data.join("tls/ca.crt").exists() && data.join("warden.db").exists());
-    // The independent check: openssl accepts the server certificate under the generated CA.
+    // The independent check: openssl accepts the server certificate (with the intermediate that
+    // follows it in the file) under the generated root.
     let output = std::process::Command::new("openssl")
         .args(["verify", "-CAfile"])
         .arg(data.join("tls/ca.crt"))
+        .arg("-untrusted")
+        .arg(data.join("tls/server.crt"))
         .arg(data.join("tls/server.crt"))
         .output()
         .unwrap();
