@@ -212,6 +212,18 @@ pub enum CertsCommand {
         #[arg(long, value_name = "OUT")]
         out: PathBuf,
     },
+    /// Issue a short-lived certificate and key for a part of Warden that runs apart (mutual TLS
+    /// between parts): writes DIR/PART.crt (with the intermediate), DIR/PART.key (mode 0600) and
+    /// DIR/ca.pem.
+    IssueWorkload {
+        #[arg(long, value_name = "PART")]
+        part: String,
+        /// Validity in hours (1 to 72).
+        #[arg(long, value_name = "HOURS", default_value_t = 24)]
+        hours: u64,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Renew a device's certificate from a new CSR, whatever the renewal window says (an
     /// operator's decision); the old certificate must be Warden's, for a device, and unrevoked,
     /// and stays valid until it expires.

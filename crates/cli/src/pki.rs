@@ -2,7 +2,7 @@
 
 use anyhow::{Context, anyhow};
 use model::{Clock, DeviceId, SystemClock, Timestamp};
-use pki::{CaCertificate, CaRole, CheckedCsr, RevocationReason};
+use pki::{CaCertificate, CaRole, CheckedCsr, PartName, RevocationReason};
 use server::config::Settings;
 use server::tls::write_atomically;
 use store::Store;
@@ -110,20 +110,7 @@ pub async fn certs(
                     let bundle = authority
                         .issue_device_bundle(&device, validity, now)
                         .map_err(anyhow::Error::from)?;
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                    let chain = format!(
-                        "{}{}",
-                        bundle.certificate.certificate_pem,
-                        authority.intermediate_pem()
-                    );
-                    write_atomically(&dir.join(format!("{device}.crt")), &chain, 0o644)?;
-                    write_atomically(
-                        &dir.join(format!("{device}.key")),
-                        &bundle.private_key_pem,
-                        0o600,
-                    )?;
-                    write_atomically(&dir.join("ca.pem"), authority.root_pem(), 0o644)?;
+                    write_bundle(&dir, device.as_str(), &bundle, &authority)?;
                     println!(
                         "wrote {device}.crt, {device}.key and ca.pem to {}",
                         dir.display()
@@ -178,6 +165,31 @@ pub async fn certs(
                 "issued {} certificate(s) into {}",
                 issued.len(),
                 out.display()
+            );
+        }
+        CertsCommand::IssueWorkload { part, hours, out } => {
+            let part = PartName::parse(&part).map_err(|error| Failure::Input(error.into()))?;
+            if !(1..=MAX_WORKLOAD_HOURS).contains(&hours) {
+                return Err(Failure::Input(anyhow!(
+                    "--hours must be 1 to {MAX_WORKLOAD_HOURS}: workload certificates are short-lived"
+                )));
+            }
+            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let bundle = authority
+                .issue_workload(&part, std::time::Duration::from_secs(hours * 3600), now)
+                .map_err(anyhow::Error::from)?;
+            store
+                .certificates()
+                .insert(&bundle.certificate)
+                .await
+                .context("cannot record the certificate")?;
+            write_bundle(&out, part.as_str(), &bundle, &authority)?;
+            println!(
+                "wrote {part}.crt, {part}.key and ca.pem to {}; valid until {}",
+                out.display(),
+                rfc3339(bundle.certificate.not_after),
+                part = part.as_str()
             );
         }
         CertsCommand::Renew { serial, csr } => {
@@ -286,6 +298,32 @@ pub async fn certs(
             }
         }
     }
+    Ok(())
+}
+
+/// The longest a workload certificate may live: parts renew theirs well before.
+const MAX_WORKLOAD_HOURS: u64 = 72;
+
+/// Writes DIR/NAME.crt (certificate and intermediate), DIR/NAME.key (0600) and DIR/ca.pem.
+fn write_bundle(
+    dir: &std::path::Path,
+    name: &str,
+    bundle: &pki::Bundle,
+    authority: &pki::Authority,
+) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let chain = format!(
+        "{}{}",
+        bundle.certificate.certificate_pem,
+        authority.intermediate_pem()
+    );
+    write_atomically(&dir.join(format!("{name}.crt")), &chain, 0o644)?;
+    write_atomically(
+        &dir.join(format!("{name}.key")),
+        &bundle.private_key_pem,
+        0o600,
+    )?;
+    write_atomically(&dir.join("ca.pem"), authority.root_pem(), 0o644)?;
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub enum CertificateKind {
     Device,
     /// A Warden listener's server certificate.
     Server,
+    /// A short-lived certificate for a part of Warden that runs apart, for mutual TLS both ways.
+    Workload,
 }
 
 impl CertificateKind {
@@ -28,11 +30,12 @@ impl CertificateKind {
         match self {
             Self::Device => "device",
             Self::Server => "server",
+            Self::Workload => "workload",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Device, Self::Server]
+        [Self::Device, Self::Server, Self::Workload]
             .into_iter()
             .find(|kind| kind.as_str() == text)
     }
@@ -62,6 +65,40 @@ impl std::fmt::Debug for Bundle {
         f.debug_struct("Bundle")
             .field("certificate", &self.certificate)
             .finish_non_exhaustive()
+    }
+}
+
+/// The name of a part of Warden that runs apart (`gateway`, `identity`, …): 1 to 32 lower-case
+/// letters, digits and `-`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a part name is 1 to 32 lower-case letters, digits and '-': {0:?}")]
+pub struct BadPartName(pub String);
+
+impl PartName {
+    pub fn parse(text: &str) -> Result<Self, BadPartName> {
+        let valid = !text.is_empty()
+            && text.len() <= 32
+            && !text.starts_with('-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(BadPartName(text.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URI alternative name that names the part in its certificate.
+    pub fn uri(&self) -> String {
+        format!("urn:warden:part:{}", self.0)
     }
 }
 
@@ -123,7 +160,28 @@ impl Authority {
             kind: CertificateKind::Server,
             subject,
             alternative_names,
-            usage: ExtendedKeyUsagePurpose::ServerAuth,
+            usages: vec![ExtendedKeyUsagePurpose::ServerAuth],
+        };
+        self.bundle(&leaf, validity, now)
+    }
+
+    /// A short-lived certificate with a new key for `part` (for example `gateway`), naming it as
+    /// `urn:warden:part:{part}` so that the callee can check which part calls, and usable as both
+    /// client and server certificate.
+    pub fn issue_workload(
+        &self,
+        part: &PartName,
+        validity: Duration,
+        now: Timestamp,
+    ) -> Result<Bundle, PkiError> {
+        let leaf = Leaf {
+            kind: CertificateKind::Workload,
+            subject: part.as_str().to_owned(),
+            alternative_names: vec![SanType::URI(part.uri().try_into()?)],
+            usages: vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ],
         };
         self.bundle(&leaf, validity, now)
     }
@@ -156,7 +214,7 @@ impl Authority {
         params.subject_alt_names = leaf.alternative_names.clone();
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![leaf.usage.clone()];
+        params.extended_key_usages = leaf.usages.clone();
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(serial.clone());
         params.not_before = to_offset(not_before)?;
@@ -181,7 +239,7 @@ struct Leaf {
     kind: CertificateKind,
     subject: String,
     alternative_names: Vec<SanType>,
-    usage: ExtendedKeyUsagePurpose,
+    usages: Vec<ExtendedKeyUsagePurpose>,
 }
 
 fn device_leaf(device: &DeviceId) -> Result<Leaf, PkiError> {
@@ -189,7 +247,7 @@ fn device_leaf(device: &DeviceId) -> Result<Leaf, PkiError> {
         kind: CertificateKind::Device,
         subject: device.to_string(),
         alternative_names: vec![SanType::URI(device_uri(device).try_into()?)],
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: vec![ExtendedKeyUsagePurpose::ClientAuth],
     })
 }
 

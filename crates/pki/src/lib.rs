@@ -16,5 +16,8 @@ mod time;
 pub use authority::{Authority, CaCertificate, CaRole, PkiError, create_root, issue_intermediate};
 pub use crl::{RevocationReason, RevokedCertificate, UnknownReason, revocation_list};
 pub use csr::{CheckedCsr, CsrRejection};
-pub use issue::{Bundle, CertificateKind, IssuedCertificate, PresentedCertificate, device_uri};
+pub use issue::{
+    BadPartName, Bundle, CertificateKind, IssuedCertificate, PartName, PresentedCertificate,
+    device_uri,
+};
 pub use sealed::{KeyEncryptionKey, SealError};

@@ -642,3 +642,100 @@ async fn a_batch_of_requests_is_issued_whole_or_not_at_all() {
         assert!(admin_ok(&app, &["certs", "list", "--device", device]).contains(device));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_running_apart_gets_a_short_lived_certificate_for_mutual_tls() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gateway");
+    admin_ok(
+        &app,
+        &[
+            "certs",
+            "issue-workload",
+            "--part",
+            "gateway",
+            "--hours",
+            "12",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let certificate = out.join("gateway.crt");
+    for purpose in ["sslclient", "sslserver"] {
+        let verified = openssl(&[
+            "verify",
+            "-CAfile",
+            out.join("ca.pem").to_str().unwrap(),
+            "-untrusted",
+            certificate.to_str().unwrap(),
+            "-purpose",
+            purpose,
+            certificate.to_str().unwrap(),
+        ]);
+        assert!(
+            verified.status.success(),
+            "{purpose}: {}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+    }
+    let text = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            certificate.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(text.contains("URI:urn:warden:part:gateway"), "{text}");
+    let dates = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            certificate.to_str().unwrap(),
+            "-noout",
+            "-startdate",
+            "-enddate",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let end_within = |seconds: u64| {
+        openssl(&[
+            "x509",
+            "-in",
+            certificate.to_str().unwrap(),
+            "-noout",
+            "-checkend",
+            &seconds.to_string(),
+        ])
+        .status
+        .success()
+    };
+    assert!(end_within(11 * 3600), "valid for 11 more hours: {dates}");
+    assert!(!end_within(13 * 3600), "but not for 13: {dates}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("gateway.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let listed = admin_ok(&app, &["certs", "list", "--expiring-within-days", "1"]);
+    assert!(
+        listed.contains("workload") && listed.contains("gateway"),
+        "{listed}"
+    );
+    for bad in [
+        &["--part", "Gate/way", "--hours", "12"][..],
+        &["--part", "gateway", "--hours", "100"],
+    ] {
+        let mut args = vec!["certs", "issue-workload", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(bad);
+        assert_eq!(admin(&app, &args).status.code(), Some(2), "{bad:?}");
+    }
+}
