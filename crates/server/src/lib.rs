@@ -36,8 +36,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
-use crate::tls::TlsFiles;
+use crate::config::{Settings, TlsSettings};
+use crate::tls::{ServerCertificate, TlsFiles};
 
 pub use telemetry::init_logging;
 
@@ -101,9 +101,10 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     )? {
         store.certificates().insert(&issued).await?;
     }
-    let tls = tls::server_config(&settings.tls, &tls_files)?;
+    let server_certificate = ServerCertificate::load(&settings.tls, &tls_files)?;
+    let tls = tls::server_config(server_certificate.clone())?;
     let device_tls =
-        tls::device_server_config(&settings.tls, &tls_files, certificate_authority.root_pem())?;
+        tls::device_server_config(server_certificate.clone(), certificate_authority.root_pem())?;
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
     let https = https_listener.local_addr()?;
@@ -190,7 +191,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         },
         identity: Arc::new(identity),
         oauth: oauth.clone(),
-        pki,
+        pki: pki.clone(),
     };
     let router = http_api::router(context.clone());
 
@@ -227,6 +228,18 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
     tasks.spawn(watch_revocations(store.clone(), oauth, shutdown.clone()));
+    tasks.spawn(renew_server_certificate(
+        ServerRenewal {
+            settings: settings.tls.clone(),
+            files: tls_files.clone(),
+            certificate: server_certificate,
+            pki: pki.clone(),
+            store: store.clone(),
+            clock: identity_clock.clone(),
+            interval: settings.tls_renewal_check,
+        },
+        shutdown.clone(),
+    ));
     tasks.spawn(count_expiring_certificates(
         store.clone(),
         identity_clock,
@@ -435,6 +448,53 @@ async fn watch_revocations(store: Store, oauth: Arc<OAuthSettings>, shutdown: Ca
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(REVOCATION_POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// What the server-certificate renewal needs.
+struct ServerRenewal {
+    settings: TlsSettings,
+    files: TlsFiles,
+    certificate: Arc<ServerCertificate>,
+    pki: Arc<PkiContext>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+}
+
+/// Every `interval`: re-issues the server certificate when it comes close to expiry (recording it
+/// in the inventory) and loads the files again, so a renewed certificate, or an operator's new
+/// one, is served without a restart.
+async fn renew_server_certificate(renewal: ServerRenewal, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(renewal.interval) => {}
+        }
+        let issued = tls::ensure_server_certificate(
+            &renewal.settings,
+            &renewal.files,
+            &renewal.pki.authority,
+            renewal.clock.now(),
+        );
+        let outcome = match issued {
+            Ok(Some(certificate)) => renewal
+                .store
+                .certificates()
+                .insert(&certificate)
+                .await
+                .map_err(anyhow::Error::from),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        }
+        .and_then(|()| {
+            renewal
+                .certificate
+                .reload(&renewal.settings, &renewal.files)
+        });
+        if let Err(error) = outcome {
+            tracing::warn!(error = %format!("{error:#}"), "cannot renew or reload the server certificate; will retry");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, bail};
 use std::time::Duration;
@@ -15,8 +15,9 @@ use std::time::Duration;
 use model::Timestamp;
 use pki::{Authority, IssuedCertificate};
 use rustls::crypto::{CryptoProvider, ring};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -72,41 +73,44 @@ fn provider() -> CryptoProvider {
     }
 }
 
-/// The server's TLS configuration, from the operator's certificate or the one
-/// [`ensure_server_certificate`] keeps.
-pub fn server_config(
-    settings: &TlsSettings,
-    files: &TlsFiles,
-) -> anyhow::Result<Arc<ServerConfig>> {
-    config_with(settings, files, None)
+/// The certificate and key the listeners present, read from the operator's files or the ones
+/// [`ensure_server_certificate`] keeps, and swapped in place by [`ServerCertificate::reload`]:
+/// a renewed certificate is served to the next handshake without a restart.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
 }
 
-/// The same, for the device listener: every client must present a certificate that chains to
-/// `client_roots_pem` (Warden's own CA) and is within its validity. Revocation is checked per
-/// request against the inventory, which is always current, rather than in the handshake.
-pub fn device_server_config(
-    settings: &TlsSettings,
-    files: &TlsFiles,
-    client_roots_pem: &str,
-) -> anyhow::Result<Arc<ServerConfig>> {
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(client_roots_pem.as_bytes()) {
-        roots
-            .add(certificate.context("the CA certificate is not PEM")?)
-            .context("the CA certificate cannot be a trust anchor")?;
+impl ServerCertificate {
+    pub fn load(settings: &TlsSettings, files: &TlsFiles) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            current: RwLock::new(read_certified_key(settings, files)?),
+        }))
     }
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
-            .build()
-            .context("cannot build the client certificate verifier")?;
-    config_with(settings, files, Some(verifier))
+
+    /// Reads the files again; the old certificate stays in use if they cannot be read.
+    pub fn reload(&self, settings: &TlsSettings, files: &TlsFiles) -> anyhow::Result<()> {
+        let fresh = read_certified_key(settings, files)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
 }
 
-fn config_with(
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+fn read_certified_key(
     settings: &TlsSettings,
     files: &TlsFiles,
-    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
-) -> anyhow::Result<Arc<ServerConfig>> {
+) -> anyhow::Result<Arc<CertifiedKey>> {
     let (cert_path, key_path) = match &settings.provided {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => (files.server_cert.clone(), files.server_key.clone()),
@@ -119,6 +123,45 @@ fn config_with(
     }
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("cannot read the private key {}", key_path.display()))?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).with_context(|| {
+        format!(
+            "{} and {} do not form a usable pair",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// The HTTPS listener's TLS configuration.
+pub fn server_config(certificate: Arc<ServerCertificate>) -> anyhow::Result<Arc<ServerConfig>> {
+    config_with(certificate, None)
+}
+
+/// The same, for the device listener: every client must present a certificate that chains to
+/// `client_roots_pem` (Warden's own CA) and is within its validity. Revocation is checked per
+/// request against the inventory, which is always current, rather than in the handshake.
+pub fn device_server_config(
+    certificate: Arc<ServerCertificate>,
+    client_roots_pem: &str,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(client_roots_pem.as_bytes()) {
+        roots
+            .add(certificate.context("the CA certificate is not PEM")?)
+            .context("the CA certificate cannot be a trust anchor")?;
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+            .build()
+            .context("cannot build the client certificate verifier")?;
+    config_with(certificate, Some(verifier))
+}
+
+fn config_with(
+    certificate: Arc<ServerCertificate>,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("the TLS protocol versions do not fit the cipher suites")?;
@@ -126,13 +169,7 @@ fn config_with(
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key).with_context(|| {
-        format!(
-            "{} and {} do not form a usable pair",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
+    let mut config = builder.with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -286,7 +323,7 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        server_config(&localhost, &files).unwrap();
+        server_config(ServerCertificate::load(&localhost, &files).unwrap()).unwrap();
         let mode = fs::metadata(&files.server_key)
             .unwrap()
             .permissions()

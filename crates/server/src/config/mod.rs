@@ -158,6 +158,9 @@ pub struct TlsConfig {
     pub cert_path: String,
     /// The PEM private key of `tls.cert_path`.
     pub key_path: String,
+    /// How often the server certificate is checked, in seconds: Warden's own is re-issued 30 days
+    /// before it expires, and an operator's files are read again, both without a restart.
+    pub renewal_check_seconds: u64,
 }
 
 /// Where Warden keeps its data.
@@ -226,6 +229,7 @@ impl Default for TlsConfig {
             hostnames: vec!["localhost".to_owned()],
             cert_path: String::new(),
             key_path: String::new(),
+            renewal_check_seconds: 3600,
         }
     }
 }
@@ -260,6 +264,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub tls: TlsSettings,
+    pub tls_renewal_check: Duration,
     pub database: DatabaseUrl,
     pub database_max_connections: u32,
     pub database_acquire_timeout: Duration,
@@ -499,6 +504,10 @@ impl Config {
                 hostnames,
                 provided,
             },
+            tls_renewal_check: Duration::from_secs(positive(
+                "tls.renewal_check_seconds",
+                self.tls.renewal_check_seconds,
+            )?),
             database,
             database_max_connections: self.database.max_connections,
             database_acquire_timeout,

@@ -96,3 +96,56 @@ async fn cbc_and_non_ecdhe_suites_are_refused_by_the_server() {
         );
     }
 }
+
+/// The leaf certificate the HTTPS listener presents, in PEM, as `openssl s_client` saw it.
+async fn served_leaf(app: &TestApp) -> String {
+    let (_, output) = s_client(app, &["-showcerts"]).await;
+    let start = output.find("-----BEGIN CERTIFICATE-----").unwrap();
+    let end = output[start..].find("-----END CERTIFICATE-----").unwrap() + start + 25;
+    output[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn the_server_certificate_is_renewed_before_it_expires_without_a_restart() {
+    let app = TestApp::spawn_with(|config| config.tls.renewal_check_seconds = 1).await;
+    let first = served_leaf(&app).await;
+    let files = &app.warden.tls_files;
+    assert!(
+        std::fs::read_to_string(&files.server_cert)
+            .unwrap()
+            .starts_with(&first)
+    );
+
+    // 370 days on, the 397-day certificate is within its last 30 days.
+    app.clock
+        .advance(std::time::Duration::from_secs(370 * 86_400));
+    let started = std::time::Instant::now();
+    let renewed = loop {
+        let served = served_leaf(&app).await;
+        if served != first {
+            break served;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still the old certificate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        std::fs::read_to_string(&files.server_cert)
+            .unwrap()
+            .starts_with(&renewed)
+    );
+    let in_inventory = app
+        .warden
+        .store
+        .certificates()
+        .by_subject("localhost")
+        .await
+        .unwrap();
+    assert_eq!(
+        in_inventory.len(),
+        2,
+        "both server certificates are recorded"
+    );
+}
