@@ -11,8 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use model::DeviceId;
 use model::Timestamp;
-use pki::{Authority, CertificateKind, CheckedCsr, PresentedCertificate, RevokedCertificate};
+use pki::{Authority, CertificateKind, CheckedCsr, PartName, Requester, RevokedCertificate};
 
 use crate::{ApiContext, ApiError};
 
@@ -67,13 +68,15 @@ pub(crate) fn routes() -> Router<ApiContext> {
 }
 
 pub(crate) fn device_routes() -> Router<ApiContext> {
-    Router::new().route("/device/v1/certificate", post(renew))
+    Router::new().route("/certificate/renew", post(renew))
 }
 
-/// A device renews its certificate: the body is a new CSR (PEM or DER) for the same device; the
-/// answer (201) is the new certificate followed by the intermediate's. The presented certificate
-/// must be one Warden issued to a device, unrevoked, and within `renewal_window` of its expiry.
-/// The old certificate stays valid until it expires, so a device that loses the answer can retry.
+/// A device, or a part of Warden running apart, renews its certificate: the body is a new CSR
+/// (PEM or DER) for the same name; the answer (201) is the new certificate followed by the
+/// intermediate's. The presented certificate must be in the inventory and unrevoked; a device's
+/// must be within `renewal_window` of its expiry, while a part's short-lived one may renew at any
+/// time and gets the same lifetime again. The old certificate stays valid until it expires, so a
+/// client that loses the answer can retry.
 async fn renew(
     State(context): State<ApiContext>,
     certificate: Option<Extension<PeerCertificate>>,
@@ -81,17 +84,15 @@ async fn renew(
 ) -> Result<Response, ApiError> {
     let Some(Extension(PeerCertificate(der))) = certificate else {
         return Err(ApiError::Denied(
-            "a device certificate from Warden's CA is required".into(),
+            "a certificate from Warden's CA is required".into(),
         ));
     };
-    let presented = PresentedCertificate::parse(&der)
-        .ok_or_else(|| ApiError::Denied("the certificate does not name a device".into()))?;
     let certificates = context.store.certificates();
-    let record = certificates
-        .by_serial(&presented.serial)
-        .await?
-        .filter(|record| record.certificate.kind == CertificateKind::Device)
-        .ok_or_else(|| ApiError::Denied("the certificate is not in Warden's inventory".into()))?;
+    let record = match pki::serial_of(&der) {
+        Some(serial) => certificates.by_serial(&serial).await?,
+        None => None,
+    }
+    .ok_or_else(|| ApiError::Denied("the certificate is not in Warden's inventory".into()))?;
     if let Some((_, reason)) = record.revoked {
         return Err(ApiError::Denied(format!(
             "the certificate was revoked ({})",
@@ -100,25 +101,44 @@ async fn renew(
     }
     let pki = &context.pki;
     let now = context.identity.clock.now();
-    let opens = Timestamp::from_unix_millis(
-        record.certificate.not_after.unix_millis()
-            - i64::try_from(pki.renewal_window.as_millis()).unwrap_or(i64::MAX),
-    );
-    if now < opens {
-        return Err(ApiError::Conflict(format!(
-            "too early to renew: renewal opens {} s before expiry, in {} s",
-            pki.renewal_window.as_secs(),
-            (opens.unix_millis() - now.unix_millis()).div_euclid(1000)
-        )));
+    let current = &record.certificate;
+    let unreadable = || ApiError::Internal("an inventory subject does not parse".into());
+    let issued = match current.kind {
+        CertificateKind::Device => {
+            let opens = Timestamp::from_unix_millis(
+                current.not_after.unix_millis()
+                    - i64::try_from(pki.renewal_window.as_millis()).unwrap_or(i64::MAX),
+            );
+            if now < opens {
+                return Err(ApiError::Conflict(format!(
+                    "too early to renew: renewal opens {} s before expiry, in {} s",
+                    pki.renewal_window.as_secs(),
+                    (opens.unix_millis() - now.unix_millis()).div_euclid(1000)
+                )));
+            }
+            let device = DeviceId::parse(&current.subject).map_err(|_| unreadable())?;
+            let request = check(&body, Requester::Device(device))?;
+            pki.authority
+                .issue_device(&request, pki.device_certificate_validity, now)
+        }
+        CertificateKind::Workload => {
+            let part = PartName::parse(&current.subject).map_err(|_| unreadable())?;
+            let request = check(&body, Requester::Part(part))?;
+            let lifetime = Duration::from_millis(
+                u64::try_from(current.not_after.unix_millis() - current.not_before.unix_millis())
+                    .unwrap_or_default(),
+            );
+            pki.authority.issue_workload_from(&request, lifetime, now)
+        }
+        CertificateKind::Server => {
+            return Err(ApiError::Denied(
+                "a server certificate is renewed by the server itself".into(),
+            ));
+        }
     }
-    let request = CheckedCsr::check(&body, &presented.device)
-        .map_err(|rejection| ApiError::BadRequest(rejection.to_string()))?;
-    let issued = pki
-        .authority
-        .issue_device(&request, pki.device_certificate_validity, now)
-        .map_err(|error| ApiError::Internal(Box::new(error)))?;
+    .map_err(|error| ApiError::Internal(Box::new(error)))?;
     certificates.insert(&issued).await?;
-    tracing::info!(device = %presented.device, serial = %issued.serial, renewed = %presented.serial, "device certificate renewed");
+    tracing::info!(subject = %issued.subject, serial = %issued.serial, renewed = %current.serial, "certificate renewed");
     let chain = format!(
         "{}{}",
         issued.certificate_pem,
@@ -128,6 +148,11 @@ async fn renew(
         (StatusCode::CREATED, chain).into_response(),
         "application/pem-certificate-chain",
     ))
+}
+
+fn check(body: &[u8], requester: Requester) -> Result<CheckedCsr, ApiError> {
+    CheckedCsr::check_for(body, &requester)
+        .map_err(|rejection| ApiError::BadRequest(rejection.to_string()))
 }
 
 /// The issuing CA's certificate, then the root's.

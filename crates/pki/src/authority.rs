@@ -29,6 +29,8 @@ pub enum PkiError {
     BadKey(String),
     #[error("a stored certificate serial is not hex")]
     BadSerial,
+    #[error("the request was checked for another kind of certificate")]
+    WrongRequester,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

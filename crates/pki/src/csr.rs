@@ -1,6 +1,6 @@
 //! The checks a PKCS#10 certificate signing request passes before Warden signs its key: the
 //! request is signed by the key it carries (proof of possession), asks for no CA powers, names the
-//! device it is for and nothing else, and carries a key strong enough. Only the public key is taken
+//! device (or part of Warden) it is for and nothing else, and carries a key strong enough. Only the public key is taken
 //! from a request; everything else in the certificate is Warden's choice.
 
 use model::DeviceId;
@@ -13,7 +13,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
-use crate::issue::device_uri;
+use crate::issue::{PartName, device_uri};
 
 /// The smallest RSA modulus accepted, NIST SP 800-131A's floor.
 const MIN_RSA_BITS: usize = 2048;
@@ -25,24 +25,61 @@ pub enum CsrRejection {
     Malformed,
     #[error("the request's signature does not verify with the key it carries")]
     BadSignature,
-    #[error("the request asks for a CA certificate; devices get end-entity certificates only")]
+    #[error("the request asks for a CA certificate; only end-entity certificates are issued")]
     CaRequested,
-    #[error("the request names {found}, but it is for device {expected}")]
+    #[error("the request names {found}, but it is for {expected}")]
     ForeignName { expected: String, found: String },
     #[error("the request's key is too weak or of an unsupported kind: {0}")]
     WeakKey(String),
 }
 
-/// A request that passed every check: the device's public key, ready to be certified.
+/// Whom a request is for: the name it must carry as its common name and URI alternative name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requester {
+    Device(DeviceId),
+    Part(PartName),
+}
+
+impl Requester {
+    fn common_name(&self) -> &str {
+        match self {
+            Self::Device(device) => device.as_str(),
+            Self::Part(part) => part.as_str(),
+        }
+    }
+
+    fn uri(&self) -> String {
+        match self {
+            Self::Device(device) => device_uri(device),
+            Self::Part(part) => part.uri(),
+        }
+    }
+}
+
+impl std::fmt::Display for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Device(device) => write!(f, "device {device}"),
+            Self::Part(part) => write!(f, "part {}", part.as_str()),
+        }
+    }
+}
+
+/// A request that passed every check: the requester's public key, ready to be certified.
 #[derive(Debug, Clone)]
 pub struct CheckedCsr {
-    pub(crate) device: DeviceId,
+    pub(crate) requester: Requester,
     pub(crate) public_key_der: Vec<u8>,
 }
 
 impl CheckedCsr {
     /// Checks `input` (PEM or DER) as a request for a certificate for `device`.
     pub fn check(input: &[u8], device: &DeviceId) -> Result<Self, CsrRejection> {
+        Self::check_for(input, &Requester::Device(device.clone()))
+    }
+
+    /// Checks `input` (PEM or DER) as a request for a certificate for `requester`.
+    pub fn check_for(input: &[u8], requester: &Requester) -> Result<Self, CsrRejection> {
         let der = der_of(input)?;
         let (rest, request) =
             X509CertificationRequest::from_der(&der).map_err(|_| CsrRejection::Malformed)?;
@@ -55,16 +92,16 @@ impl CheckedCsr {
         request
             .verify_signature()
             .map_err(|_| CsrRejection::BadSignature)?;
-        check_extensions(&request, device)?;
-        check_subject(&request, device)?;
+        check_extensions(&request, requester)?;
+        check_subject(&request, requester)?;
         Ok(Self {
-            device: device.clone(),
+            requester: requester.clone(),
             public_key_der: info.subject_pki.raw.to_vec(),
         })
     }
 
-    pub fn device(&self) -> &DeviceId {
-        &self.device
+    pub fn requester(&self) -> &Requester {
+        &self.requester
     }
 }
 
@@ -83,9 +120,9 @@ fn der_of(input: &[u8]) -> Result<Vec<u8>, CsrRejection> {
 
 fn check_extensions(
     request: &X509CertificationRequest<'_>,
-    device: &DeviceId,
+    requester: &Requester,
 ) -> Result<(), CsrRejection> {
-    let expected_uri = device_uri(device);
+    let expected_uri = requester.uri();
     for extension in request.requested_extensions().into_iter().flatten() {
         match extension {
             ParsedExtension::BasicConstraints(constraints) if constraints.ca => {
@@ -93,11 +130,11 @@ fn check_extensions(
             }
             ParsedExtension::SubjectAlternativeName(names) => {
                 for name in &names.general_names {
-                    let named_this_device =
+                    let named_the_requester =
                         matches!(name, GeneralName::URI(uri) if *uri == expected_uri);
-                    if !named_this_device {
+                    if !named_the_requester {
                         return Err(CsrRejection::ForeignName {
-                            expected: device.to_string(),
+                            expected: requester.to_string(),
                             found: format!("the alternative name {name}"),
                         });
                     }
@@ -111,7 +148,7 @@ fn check_extensions(
 
 fn check_subject(
     request: &X509CertificationRequest<'_>,
-    device: &DeviceId,
+    requester: &Requester,
 ) -> Result<(), CsrRejection> {
     let subject = &request.certification_request_info.subject;
     let names: Vec<&str> = subject
@@ -119,13 +156,13 @@ fn check_subject(
         .map(|name| name.as_str().unwrap_or("(unreadable)"))
         .collect();
     match names.as_slice() {
-        [name] if *name == device.as_str() => Ok(()),
+        [name] if *name == requester.common_name() => Ok(()),
         [] => Err(CsrRejection::ForeignName {
-            expected: device.to_string(),
+            expected: requester.to_string(),
             found: "no common name".into(),
         }),
         _ => Err(CsrRejection::ForeignName {
-            expected: device.to_string(),
+            expected: requester.to_string(),
             found: format!("the subject {subject}"),
         }),
     }

@@ -11,7 +11,7 @@ use rcgen::{
 };
 
 use crate::authority::{Authority, BACKDATE, PkiError};
-use crate::csr::CheckedCsr;
+use crate::csr::{CheckedCsr, Requester};
 use crate::time::to_offset;
 
 /// What a certificate is for; kept in the inventory.
@@ -125,8 +125,11 @@ impl Authority {
         validity: Duration,
         now: Timestamp,
     ) -> Result<IssuedCertificate, PkiError> {
+        let Requester::Device(device) = &request.requester else {
+            return Err(PkiError::WrongRequester);
+        };
         let public_key = SubjectPublicKeyInfo::from_der(&request.public_key_der)?;
-        self.sign(&device_leaf(&request.device)?, &public_key, validity, now)
+        self.sign(&device_leaf(device)?, &public_key, validity, now)
     }
 
     /// A client certificate for `device` with a new key, for factories that cannot make keys on
@@ -174,16 +177,22 @@ impl Authority {
         validity: Duration,
         now: Timestamp,
     ) -> Result<Bundle, PkiError> {
-        let leaf = Leaf {
-            kind: CertificateKind::Workload,
-            subject: part.as_str().to_owned(),
-            alternative_names: vec![SanType::URI(part.uri().try_into()?)],
-            usages: vec![
-                ExtendedKeyUsagePurpose::ClientAuth,
-                ExtendedKeyUsagePurpose::ServerAuth,
-            ],
+        self.bundle(&workload_leaf(part)?, validity, now)
+    }
+
+    /// A workload certificate for the part that sent `request` (its renewal: the part keeps its
+    /// new key).
+    pub fn issue_workload_from(
+        &self,
+        request: &CheckedCsr,
+        validity: Duration,
+        now: Timestamp,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let Requester::Part(part) = &request.requester else {
+            return Err(PkiError::WrongRequester);
         };
-        self.bundle(&leaf, validity, now)
+        let public_key = SubjectPublicKeyInfo::from_der(&request.public_key_der)?;
+        self.sign(&workload_leaf(part)?, &public_key, validity, now)
     }
 
     fn bundle(&self, leaf: &Leaf, validity: Duration, now: Timestamp) -> Result<Bundle, PkiError> {
@@ -242,6 +251,18 @@ struct Leaf {
     usages: Vec<ExtendedKeyUsagePurpose>,
 }
 
+fn workload_leaf(part: &PartName) -> Result<Leaf, PkiError> {
+    Ok(Leaf {
+        kind: CertificateKind::Workload,
+        subject: part.as_str().to_owned(),
+        alternative_names: vec![SanType::URI(part.uri().try_into()?)],
+        usages: vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ],
+    })
+}
+
 fn device_leaf(device: &DeviceId) -> Result<Leaf, PkiError> {
     Ok(Leaf {
         kind: CertificateKind::Device,
@@ -251,28 +272,9 @@ fn device_leaf(device: &DeviceId) -> Result<Leaf, PkiError> {
     })
 }
 
-/// What Warden reads from a device certificate a client presents (already verified to chain to
-/// Warden's CA by the TLS layer): which certificate it is, for which device, and until when.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PresentedCertificate {
-    pub serial: String,
-    pub device: DeviceId,
-    pub not_after: Timestamp,
-}
-
-impl PresentedCertificate {
-    /// `None` when the certificate does not name exactly one device the way Warden's do.
-    pub fn parse(der: &[u8]) -> Option<Self> {
-        let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-        let mut names = certificate.subject().iter_common_name();
-        let device = DeviceId::parse(names.next()?.as_str().ok()?).ok()?;
-        if names.next().is_some() {
-            return None;
-        }
-        Some(Self {
-            serial: hex::encode(certificate.raw_serial()),
-            device,
-            not_after: crate::time::from_asn1(certificate.validity().not_after),
-        })
-    }
+/// The serial (hex, as the inventory keeps it) of a certificate a client presented; the
+/// inventory says the rest.
+pub fn serial_of(der: &[u8]) -> Option<String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(hex::encode(certificate.raw_serial()))
 }

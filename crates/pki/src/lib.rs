@@ -15,9 +15,8 @@ mod time;
 
 pub use authority::{Authority, CaCertificate, CaRole, PkiError, create_root, issue_intermediate};
 pub use crl::{RevocationReason, RevokedCertificate, UnknownReason, revocation_list};
-pub use csr::{CheckedCsr, CsrRejection};
+pub use csr::{CheckedCsr, CsrRejection, Requester};
 pub use issue::{
-    BadPartName, Bundle, CertificateKind, IssuedCertificate, PartName, PresentedCertificate,
-    device_uri,
+    BadPartName, Bundle, CertificateKind, IssuedCertificate, PartName, device_uri, serial_of,
 };
 pub use sealed::{KeyEncryptionKey, SealError};

@@ -9,7 +9,3 @@ pub(crate) fn to_offset(at: Timestamp) -> Result<OffsetDateTime, PkiError> {
     OffsetDateTime::from_unix_timestamp(at.unix_millis().div_euclid(1000))
         .map_err(|_| PkiError::Time)
 }
-
-pub(crate) fn from_asn1(at: x509_parser::time::ASN1Time) -> Timestamp {
-    Timestamp::from_unix_millis(at.timestamp().saturating_mul(1000))
-}

@@ -359,7 +359,7 @@ async fn renew(
 ) -> reqwest::Result<reqwest::Response> {
     let port = app.warden.addresses.device.unwrap().port();
     client
-        .post(format!("https://localhost:{port}/device/v1/certificate"))
+        .post(format!("https://localhost:{port}/certificate/renew"))
         .body(std::fs::read(csr).unwrap())
         .send()
         .await
@@ -729,6 +729,53 @@ async fn a_part_running_apart_gets_a_short_lived_certificate_for_mutual_tls() {
     assert!(
         listed.contains("workload") && listed.contains("gateway"),
         "{listed}"
+    );
+
+    // The part renews over mutual TLS with its current certificate and a key of its own making,
+    // any time, for the same lifetime; a request naming another part is refused.
+    let mut identity = std::fs::read(&certificate).unwrap();
+    identity.extend(std::fs::read(out.join("gateway.key")).unwrap());
+    let part = device_client(&app, Some(&identity));
+    let foreign = device_request(dir.path(), "identity", "/CN=identity");
+    let refused = renew(&app, &part, &foreign).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("for part gateway"));
+    let csr = device_request(dir.path(), "gateway-next", "/CN=gateway");
+    let renewed = renew(&app, &part, &csr).await.unwrap();
+    assert_eq!(renewed.status(), 201);
+    let renewed_path = dir.path().join("gateway-next.pem");
+    std::fs::write(&renewed_path, renewed.text().await.unwrap()).unwrap();
+    let checkend = |seconds: u64| {
+        openssl(&[
+            "x509",
+            "-in",
+            renewed_path.to_str().unwrap(),
+            "-noout",
+            "-checkend",
+            &seconds.to_string(),
+        ])
+        .status
+        .success()
+    };
+    assert!(
+        checkend(11 * 3600) && !checkend(13 * 3600),
+        "the same 12 hours again"
+    );
+    let text = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            renewed_path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("URI:urn:warden:part:gateway")
+            && text.contains("TLS Web Server Authentication"),
+        "{text}"
     );
     for bad in [
         &["--part", "Gate/way", "--hours", "12"][..],
