@@ -18,8 +18,8 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
 use std::time::UNIX_EPOCH;
 
 use flate2::read::MultiGzDecoder;
@@ -443,7 +443,189 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Phase 1: every input line to its shard's spill file.
+/// Bytes of input the reader hands a parsing thread at a time: large enough that handing over
+/// and committing cost nothing next to parsing (about 95,000 lines), small enough that a few in
+/// flight per thread stay within a few tens of megabytes.
+const BLOCK_BYTES: usize = 4 << 20;
+
+/// A run of whole lines of one input, in input order (`sequence` counts over all inputs).
+struct Block {
+    sequence: u64,
+    input: usize,
+    bytes: Vec<u8>,
+}
+
+/// What a parsing thread made of a block, waiting for its turn to be written.
+struct ParsedBlock {
+    /// Each shard's keys, as the little-endian bytes the spill files hold.
+    shard_bytes: Vec<Vec<u8>>,
+    lines: u64,
+    entries: u64,
+    below_min_count: u64,
+    bad_lines: u64,
+    /// The block's first bad lines, numbered from 1 within the block.
+    first_bad: Vec<(u64, LineError)>,
+}
+
+impl ParsedBlock {
+    fn new(shard_count: usize) -> Self {
+        Self {
+            shard_bytes: vec![Vec::new(); shard_count],
+            lines: 0,
+            entries: 0,
+            below_min_count: 0,
+            bad_lines: 0,
+            first_bad: Vec::new(),
+        }
+    }
+
+    /// Parses every line of `bytes` (the last may lack its newline).
+    fn parse(&mut self, bytes: &[u8], shard_bits: u8, options: &BuildOptions) {
+        for shard in &mut self.shard_bytes {
+            shard.clear();
+        }
+        self.lines = 0;
+        self.entries = 0;
+        self.below_min_count = 0;
+        self.bad_lines = 0;
+        self.first_bad.clear();
+        let mut start = 0;
+        while start < bytes.len() {
+            self.lines += 1;
+            let rest = &bytes[start..];
+            let parsed = if let Some((entry, length)) = parse::line_at(rest) {
+                start += length;
+                Ok(Some(entry))
+            } else {
+                // Anything but a well-formed line; the last line of an input may lack its `\n`.
+                let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                start += end + 1;
+                parse::line(&rest[..end])
+            };
+            match parsed {
+                Ok(Some(entry)) => {
+                    self.entries += 1;
+                    if entry.count < options.min_count {
+                        self.below_min_count += 1;
+                        continue;
+                    }
+                    let (shard, key) = key::split(&entry.sha1, shard_bits);
+                    if let Some(shard) = self.shard_bytes.get_mut(shard) {
+                        shard.extend_from_slice(&key.to_le_bytes());
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.bad_lines += 1;
+                    if self.first_bad.len() < REPORTED_BAD_LINES {
+                        self.first_bad.push((self.lines, error));
+                    }
+                    // Nothing after the first bad line counts when bad lines are fatal.
+                    if options.bad_lines == BadLinePolicy::Fail {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The writing side of the spill, which takes parsed blocks strictly in input order, so the
+/// spill files, the counts and the line numbers are exactly those of a single-threaded read.
+struct Commit {
+    next_sequence: u64,
+    input: usize,
+    /// Lines of the current input before the next block.
+    lines_before: u64,
+    writers: Vec<BufWriter<File>>,
+    lines: u64,
+    below_min_count: u64,
+    bad_lines: u64,
+    first_bad_lines: Vec<BadLine>,
+    failure: Option<BuildError>,
+}
+
+/// What the parsing threads share.
+struct SpillShared<'a> {
+    inputs: &'a [PathBuf],
+    options: &'a BuildOptions,
+    progress: &'a dyn Progress,
+    commit: Mutex<Commit>,
+    /// Signalled when `next_sequence` moves on or the spill fails.
+    turn: Condvar,
+    /// Set when the spill failed: the reader stops and the parsers drain what is left.
+    stop: AtomicBool,
+}
+
+impl SpillShared<'_> {
+    /// Waits for `block`'s turn, then appends its keys and counts it.
+    fn commit(&self, block: &Block, parsed: &ParsedBlock) {
+        let Ok(mut commit) = self.commit.lock() else {
+            self.stop.store(true, Ordering::SeqCst);
+            return;
+        };
+        while commit.failure.is_none() && commit.next_sequence != block.sequence {
+            commit = match self.turn.wait(commit) {
+                Ok(commit) => commit,
+                Err(_) => {
+                    self.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+            };
+        }
+        if commit.failure.is_some() {
+            return;
+        }
+        if let Err(failure) = self.append(&mut commit, block, parsed) {
+            commit.failure = Some(failure);
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        commit.next_sequence += 1;
+        self.turn.notify_all();
+    }
+
+    fn append(
+        &self,
+        commit: &mut Commit,
+        block: &Block,
+        parsed: &ParsedBlock,
+    ) -> Result<(), BuildError> {
+        if commit.input != block.input {
+            commit.input = block.input;
+            commit.lines_before = 0;
+        }
+        let file = self.inputs.get(block.input).cloned().unwrap_or_default();
+        for &(line, error) in &parsed.first_bad {
+            let bad = BadLine {
+                file: file.clone(),
+                line: commit.lines_before + line,
+                error,
+            };
+            if self.options.bad_lines == BadLinePolicy::Fail {
+                return Err(BuildError::BadLine(bad));
+            }
+            if commit.first_bad_lines.len() < REPORTED_BAD_LINES {
+                self.progress.bad_line(&bad);
+                commit.first_bad_lines.push(bad);
+            }
+        }
+        let work = self.options.work_dir.as_path();
+        for (writer, bytes) in commit.writers.iter_mut().zip(&parsed.shard_bytes) {
+            writer
+                .write_all(bytes)
+                .map_err(io_error(|| format!("write {}", work.display())))?;
+        }
+        commit.lines += parsed.entries;
+        commit.below_min_count += parsed.below_min_count;
+        commit.bad_lines += parsed.bad_lines;
+        commit.lines_before += parsed.lines;
+        Ok(())
+    }
+}
+
+/// Phase 1: every input line to its shard's spill file. The calling thread reads (and
+/// decompresses) the inputs in blocks of whole lines; `options.threads` threads parse them and
+/// append their keys to the spill files in input order.
 fn spill(
     inputs: &[PathBuf],
     shard_bits: u8,
@@ -455,7 +637,7 @@ fn spill(
     let work = options.work_dir.as_path();
     let shard_count = 1usize << shard_bits;
     let buffer = (SPILL_BUFFERS_TOTAL / shard_count).clamp(4096, 1 << 20);
-    let mut writers = (0..shard_count)
+    let writers = (0..shard_count)
         .map(|shard| {
             let path = spill_path(work, shard);
             File::create(&path)
@@ -463,77 +645,78 @@ fn spill(
                 .map_err(io_error(|| format!("create {}", path.display())))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let shared = SpillShared {
+        inputs,
+        options,
+        progress,
+        commit: Mutex::new(Commit {
+            next_sequence: 0,
+            input: 0,
+            lines_before: 0,
+            writers,
+            lines: 0,
+            below_min_count: 0,
+            bad_lines: 0,
+            first_bad_lines: Vec::new(),
+            failure: None,
+        }),
+        turn: Condvar::new(),
+        stop: AtomicBool::new(false),
+    };
+    let threads = options.threads.max(1);
+    // Buffers in flight: per thread one being parsed and one queued, and one being read.
+    let (free_sender, free_receiver) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..threads * 2 + 1 {
+        let _ = free_sender.send(Vec::with_capacity(BLOCK_BYTES + READ_BYTES));
+    }
+    let (block_sender, block_receiver) = mpsc::sync_channel::<Block>(threads);
+    let block_receiver = Mutex::new(block_receiver);
 
     progress.start(Phase::Read, total_bytes);
-    for input in inputs {
-        if progress.cancelled() {
-            return Err(BuildError::Interrupted(work.to_path_buf()));
-        }
-        let cannot = || format!("read the input {}", input.display());
-        let file = File::open(input).map_err(io_error(cannot))?;
-        let mut raw = BufReader::with_capacity(
-            1 << 20,
-            Counting {
-                inner: file,
-                progress,
-            },
-        );
-        let gzip = is_gzip(raw.fill_buf().map_err(io_error(cannot))?);
-        let mut lines: Box<dyn BufRead> = if gzip {
-            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
-        } else {
-            Box::new(raw)
-        };
-        let mut line = Vec::with_capacity(64);
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            if lines
-                .read_until(b'\n', &mut line)
-                .map_err(io_error(cannot))?
-                == 0
-            {
-                break;
-            }
-            number += 1;
-            if number.is_multiple_of(4096) && progress.cancelled() {
-                return Err(BuildError::Interrupted(work.to_path_buf()));
-            }
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            match parse::line(text) {
-                Ok(Some(entry)) => {
-                    report.lines += 1;
-                    if entry.count < options.min_count {
-                        report.below_min_count += 1;
-                        continue;
-                    }
-                    let (shard, key) = key::split(&entry.sha1, shard_bits);
-                    if let Some(writer) = writers.get_mut(shard) {
-                        writer
-                            .write_all(&key.to_le_bytes())
-                            .map_err(io_error(|| format!("write {}", work.display())))?;
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    let bad = BadLine {
-                        file: input.clone(),
-                        line: number,
-                        error,
+    let read = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let free_sender = free_sender.clone();
+            let (shared, block_receiver) = (&shared, &block_receiver);
+            scope.spawn(move || {
+                let mut parsed = ParsedBlock::new(shard_count);
+                loop {
+                    let Ok(Ok(block)) = block_receiver.lock().map(|receiver| receiver.recv())
+                    else {
+                        break;
                     };
-                    if options.bad_lines == BadLinePolicy::Fail {
-                        return Err(BuildError::BadLine(bad));
+                    if !shared.stop.load(Ordering::SeqCst) {
+                        parsed.parse(&block.bytes, shard_bits, options);
+                        shared.commit(&block, &parsed);
                     }
-                    report.bad_lines += 1;
-                    if report.first_bad_lines.len() < REPORTED_BAD_LINES {
-                        progress.bad_line(&bad);
-                        report.first_bad_lines.push(bad);
-                    }
+                    let _ = free_sender.send(block.bytes);
                 }
-            }
+            });
         }
+        drop(free_sender);
+        let read = read_blocks(
+            inputs,
+            work,
+            progress,
+            &free_receiver,
+            &block_sender,
+            &shared.stop,
+        );
+        drop(block_sender);
+        read
+    });
+    let commit = shared
+        .commit
+        .into_inner()
+        .map_err(|_| BuildError::Option("a parsing thread failed"))?;
+    if let Some(failure) = commit.failure {
+        return Err(failure);
     }
-    for (shard, writer) in writers.into_iter().enumerate() {
+    read?;
+    report.lines += commit.lines;
+    report.below_min_count += commit.below_min_count;
+    report.bad_lines += commit.bad_lines;
+    report.first_bad_lines = commit.first_bad_lines;
+    for (shard, writer) in commit.writers.into_iter().enumerate() {
         let cannot = || format!("write {}", spill_path(work, shard).display());
         let file = writer
             .into_inner()
@@ -541,6 +724,97 @@ fn spill(
         file.sync_all().map_err(io_error(cannot))?;
     }
     progress.finish(Phase::Read);
+    Ok(())
+}
+
+/// Bytes asked of an input per read.
+const READ_BYTES: usize = 1 << 20;
+
+/// Reads every input into blocks of whole lines and sends them, numbered in order, until done,
+/// stopped or cancelled.
+fn read_blocks(
+    inputs: &[PathBuf],
+    work: &Path,
+    progress: &dyn Progress,
+    free: &mpsc::Receiver<Vec<u8>>,
+    blocks: &mpsc::SyncSender<Block>,
+    stop: &AtomicBool,
+) -> Result<(), BuildError> {
+    let mut sequence = 0u64;
+    let mut carry = Vec::new();
+    // A buffer that came back empty (an empty input), used before asking for another.
+    let mut spare: Option<Vec<u8>> = None;
+    for (input_index, input) in inputs.iter().enumerate() {
+        let cannot = || format!("read the input {}", input.display());
+        let file = File::open(input).map_err(io_error(cannot))?;
+        let mut raw = BufReader::with_capacity(
+            READ_BYTES,
+            Counting {
+                inner: file,
+                progress,
+            },
+        );
+        let gzip = is_gzip(raw.fill_buf().map_err(io_error(cannot))?);
+        let mut reader: Box<dyn Read> = if gzip {
+            Box::new(MultiGzDecoder::new(raw))
+        } else {
+            Box::new(raw)
+        };
+        carry.clear();
+        let mut end_of_input = false;
+        while !end_of_input {
+            if progress.cancelled() {
+                return Err(BuildError::Interrupted(work.to_path_buf()));
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // Every buffer in flight comes back here, so this only fails if the parsers are gone.
+            let Some(mut bytes) = spare.take().or_else(|| free.recv().ok()) else {
+                return Ok(());
+            };
+            bytes.clear();
+            bytes.append(&mut carry);
+            // Read until the block is full and holds a line end, or the input ends.
+            loop {
+                let full = bytes.len() >= BLOCK_BYTES;
+                if full && memchr::memchr(b'\n', &bytes).is_some() {
+                    break;
+                }
+                let want = if full {
+                    READ_BYTES
+                } else {
+                    BLOCK_BYTES - bytes.len()
+                };
+                let read = reader
+                    .by_ref()
+                    .take(want as u64)
+                    .read_to_end(&mut bytes)
+                    .map_err(io_error(cannot))?;
+                if read == 0 {
+                    end_of_input = true;
+                    break;
+                }
+            }
+            if !end_of_input && let Some(last) = memchr::memrchr(b'\n', &bytes) {
+                carry.extend_from_slice(&bytes[last + 1..]);
+                bytes.truncate(last + 1);
+            }
+            if bytes.is_empty() {
+                spare = Some(bytes);
+                continue;
+            }
+            let block = Block {
+                sequence,
+                input: input_index,
+                bytes,
+            };
+            sequence += 1;
+            if blocks.send(block).is_err() {
+                return Ok(());
+            }
+        }
+    }
     Ok(())
 }
 
