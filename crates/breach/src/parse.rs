@@ -120,11 +120,11 @@ fn decode_eight(word: u64) -> (u32, bool) {
     };
     let digit = in_range(word, u64::from(b'0'), u64::from(b'9'));
     // Setting bit 5 folds 'A'..='F' onto 'a'..='f' and moves no other byte into that range.
-    let letter = in_range(word | 0x20 * ONES, u64::from(b'a'), u64::from(b'f'));
+    let letter = in_range(word | (0x20 * ONES), u64::from(b'a'), u64::from(b'f'));
     let valid = word & HIGH == 0 && digit | letter == HIGH;
     // '0'..='9' is 0x30..=0x39 and the letters 0x41.. or 0x61..: the low nibble, plus 9 for a
     // letter (bit 6 set).
-    let nibbles = (word & 0x0f * ONES) + 9 * ((word >> 6) & ONES);
+    let nibbles = (word & (0x0f * ONES)) + 9 * ((word >> 6) & ONES);
     // Byte 2k becomes nibble 2k << 4 | nibble 2k+1; then bytes 0, 2, 4, 6 are packed together.
     let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
     let pairs = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
