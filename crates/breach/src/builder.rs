@@ -3,7 +3,7 @@
 //! 1. **Spill**: the inputs are read once, streaming (gzip detected by its magic bytes), and each
 //!    hash's 64-bit key is appended to its shard's file in the work directory. Memory: one small
 //!    buffer per shard. When every input is read, `spill.done` records the counts.
-//! 2. **Build**: each shard's keys are read, sorted, deduplicated and built into a binary fuse
+//! 2. **Build**: each shard's keys are read, deduplicated and built into a binary fuse
 //!    filter with xorf, one shard per thread at a time, and written to `shard-N.fuse` (through a
 //!    temporary name and a rename); its spill file is then removed. Memory: about 34 bytes per key
 //!    of the shards being built, which is why shards are sized to a few million keys.
@@ -840,14 +840,13 @@ struct BuiltShard {
 
 /// Builds one shard's filter from its keys (in any order, duplicates allowed).
 fn build_shard(
-    mut keys: Vec<u64>,
+    keys: Vec<u64>,
     bits: FingerprintBits,
     shard: usize,
 ) -> Result<BuiltShard, BuildError> {
-    // Sorted input arrives sorted (see `key`), which this sort notices in one pass; duplicates
-    // (the same hash in two inputs) must go, xorf wants distinct keys.
-    keys.sort_unstable();
-    keys.dedup();
+    // Duplicates (the same hash in two inputs, or twice in one) must go: xorf wants distinct
+    // keys.
+    let keys = distinct_keys(keys);
     let key_count = keys.len() as u64;
     let failed = |why| BuildError::Construction { shard, why };
     let mut descriptor = [0u8; DESCRIPTOR_LEN];
@@ -874,6 +873,81 @@ fn build_shard(
         },
         filter,
     })
+}
+
+/// Keys per bucket [`distinct_keys`] aims at: a bucket and its table fit the core's L2 cache.
+const DEDUP_BUCKET_KEYS: usize = 4096;
+
+/// `keys` without repeats, in an order that depends only on the order given.
+///
+/// Sorting and deduplicating a shard's millions of keys cost about a third of the time of
+/// xorf's construction on the development machine (the sort reads and writes the whole array
+/// some twenty times). Keys are uniform (bits of SHA-1 output), so instead they are split into
+/// small buckets by their leading bits in one pass, and each bucket is deduplicated in a small
+/// hash table that stays in cache: two passes over memory instead of twenty. xorf needs distinct
+/// keys, not sorted ones, and builds the same filter from them in any order.
+fn distinct_keys(mut keys: Vec<u64>) -> Vec<u64> {
+    if keys.len() <= DEDUP_BUCKET_KEYS {
+        keys.sort_unstable();
+        keys.dedup();
+        return keys;
+    }
+    let bucket_bits = (keys.len() / DEDUP_BUCKET_KEYS)
+        .next_power_of_two()
+        .trailing_zeros()
+        .min(16);
+    let shift = 64 - bucket_bits;
+    let bucket_of = |key: u64| key.checked_shr(shift).unwrap_or(0) as usize;
+    let mut starts = vec![0usize; (1 << bucket_bits) + 1];
+    for &key in &keys {
+        starts[bucket_of(key) + 1] += 1;
+    }
+    for bucket in 1..starts.len() {
+        starts[bucket] += starts[bucket - 1];
+    }
+    let mut next = starts.clone();
+    let mut scattered = vec![0u64; keys.len()];
+    for &key in &keys {
+        let slot = &mut next[bucket_of(key)];
+        scattered[*slot] = key;
+        *slot += 1;
+    }
+    // The bucket's keys share their leading bits, so the table is indexed by the trailing ones.
+    // Zero marks an empty slot; the key zero is tracked apart.
+    let mut table: Vec<u64> = Vec::new();
+    let mut distinct = 0;
+    for bounds in starts.windows(2) {
+        let bucket = &scattered[bounds[0]..bounds[1]];
+        let mask = (bucket.len() * 2).next_power_of_two() - 1;
+        table.clear();
+        table.resize(mask + 1, 0);
+        let mut zero_seen = false;
+        for &key in bucket {
+            if key == 0 {
+                if !zero_seen {
+                    zero_seen = true;
+                    keys[distinct] = key;
+                    distinct += 1;
+                }
+                continue;
+            }
+            let mut slot = key as usize & mask;
+            loop {
+                match table[slot] {
+                    0 => {
+                        table[slot] = key;
+                        keys[distinct] = key;
+                        distinct += 1;
+                        break;
+                    }
+                    present if present == key => break,
+                    _ => slot = (slot + 1) & mask,
+                }
+            }
+        }
+    }
+    keys.truncate(distinct);
+    keys
 }
 
 /// Phase 2: builds every shard without a finished `shard-N.fuse`; returns how many were reused.
@@ -1141,6 +1215,35 @@ impl Write for HugePageWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_keys_keep_every_key_once() {
+        let mut state = 1u64;
+        let mut random = || {
+            // SplitMix64: uniform like the keys of SHA-1 hashes.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for length in [0, 1, 100, DEDUP_BUCKET_KEYS + 1, 50_000, 300_000] {
+            let mut keys: Vec<u64> = (0..length).map(|_| random()).collect();
+            // Repeats, near and far, and the keys an empty slot could be confused with.
+            let repeats: Vec<u64> = keys.iter().step_by(7).copied().collect();
+            keys.extend(repeats);
+            if length > 0 {
+                keys.extend([0, 0, u64::MAX, 1, u64::MAX]);
+            }
+            let mut expected = keys.clone();
+            expected.sort_unstable();
+            expected.dedup();
+            let mut distinct = distinct_keys(keys);
+            assert_eq!(distinct.len(), expected.len(), "{length}");
+            distinct.sort_unstable();
+            assert_eq!(distinct, expected, "{length}");
+        }
+    }
 
     #[test]
     fn the_shard_count_follows_the_input_size() {
