@@ -1,8 +1,10 @@
 //! Building a filter file from HaveIBeenPwned's download format, in three resumable phases:
 //!
-//! 1. **Spill**: the inputs are read once, streaming (gzip detected by its magic bytes), and each
-//!    hash's 64-bit key is appended to its shard's file in the work directory. Memory: one small
-//!    buffer per shard. When every input is read, `spill.done` records the counts.
+//! 1. **Spill**: the inputs are read once, streaming (gzip detected by its magic bytes), parsed
+//!    on every build thread, and each hash's 64-bit key is appended to its shard's file in the
+//!    work directory, in input order. Memory: one small buffer per shard and a few 4 MiB blocks
+//!    of input. When the spill files are on disk, `spill.done` records the counts (the shard
+//!    builds start meanwhile).
 //! 2. **Build**: each shard's keys are read, deduplicated and built into a binary fuse
 //!    filter with xorf, one shard per thread at a time, and written to `shard-N.fuse` (through a
 //!    temporary name and a rename); its spill file is then removed. Memory: about 34 bytes per key
@@ -242,6 +244,8 @@ pub fn build(
         shard_count,
         ..BuildReport::default()
     };
+    // Spill files written by this run, not yet on disk.
+    let mut unsynced = Vec::new();
     match read_spill_done(work) {
         Some(done) => {
             progress.note("reusing the finished read of the inputs from an earlier run");
@@ -251,7 +255,7 @@ pub fn build(
             report.bad_lines = done.bad_lines;
         }
         None => {
-            spill(
+            unsynced = spill(
                 inputs,
                 shard_bits,
                 options,
@@ -259,15 +263,39 @@ pub fn build(
                 progress,
                 &mut report,
             )?;
-            let done = format!(
-                "lines={}\nbelow_min_count={}\nbad_lines={}\n",
-                report.lines, report.below_min_count, report.bad_lines
-            );
-            write_atomically(&work.join(SPILL_DONE_FILE), done.as_bytes())?;
         }
     }
+    let spill_done = (!report.reused_spill).then(|| {
+        format!(
+            "lines={}\nbelow_min_count={}\nbad_lines={}\n",
+            report.lines, report.below_min_count, report.bad_lines
+        )
+    });
 
-    report.reused_shards = build_shards(work, shard_count, options, progress)?;
+    report.reused_shards = std::thread::scope(|scope| {
+        // Writing the spill (8 bytes per hash) to disk takes seconds, which overlap the shard
+        // builds: they read the spill from the page cache. `spill.done` is written once it is
+        // on disk; a crash before then makes the next run read the inputs again, keeping the
+        // shards already built from them. An interrupted build still waits for it, so the next
+        // run reuses the read.
+        let durable = scope.spawn(|| -> Result<(), BuildError> {
+            for (shard, file) in unsynced.into_iter().enumerate() {
+                file.sync_all().map_err(io_error(|| {
+                    format!("write {}", spill_path(work, shard).display())
+                }))?;
+            }
+            match &spill_done {
+                Some(done) => write_atomically(&work.join(SPILL_DONE_FILE), done.as_bytes()),
+                None => Ok(()),
+            }
+        });
+        let built = build_shards(work, shard_count, options, progress);
+        let durable = durable
+            .join()
+            .unwrap_or(Err(BuildError::Option("syncing the spill files failed")));
+        let reused = built?;
+        durable.map(|()| reused)
+    })?;
     let (keys, file_bytes) =
         write_output(work, shard_count, shard_bits, options, output, progress)?;
     report.keys = keys;
@@ -625,7 +653,8 @@ impl SpillShared<'_> {
 
 /// Phase 1: every input line to its shard's spill file. The calling thread reads (and
 /// decompresses) the inputs in blocks of whole lines; `options.threads` threads parse them and
-/// append their keys to the spill files in input order.
+/// append their keys to the spill files in input order. Returns the spill files, written but
+/// not yet synced.
 fn spill(
     inputs: &[PathBuf],
     shard_bits: u8,
@@ -633,7 +662,7 @@ fn spill(
     total_bytes: u64,
     progress: &dyn Progress,
     report: &mut BuildReport,
-) -> Result<(), BuildError> {
+) -> Result<Vec<File>, BuildError> {
     let work = options.work_dir.as_path();
     let shard_count = 1usize << shard_bits;
     let buffer = (SPILL_BUFFERS_TOTAL / shard_count).clamp(4096, 1 << 20);
@@ -716,15 +745,19 @@ fn spill(
     report.below_min_count += commit.below_min_count;
     report.bad_lines += commit.bad_lines;
     report.first_bad_lines = commit.first_bad_lines;
-    for (shard, writer) in commit.writers.into_iter().enumerate() {
-        let cannot = || format!("write {}", spill_path(work, shard).display());
-        let file = writer
-            .into_inner()
-            .map_err(|error| io_error(cannot)(error.into_error()))?;
-        file.sync_all().map_err(io_error(cannot))?;
-    }
+    let files = commit
+        .writers
+        .into_iter()
+        .enumerate()
+        .map(|(shard, writer)| {
+            let cannot = || format!("write {}", spill_path(work, shard).display());
+            writer
+                .into_inner()
+                .map_err(|error| io_error(cannot)(error.into_error()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     progress.finish(Phase::Read);
-    Ok(())
+    Ok(files)
 }
 
 /// Bytes asked of an input per read.
