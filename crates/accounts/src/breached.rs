@@ -18,6 +18,12 @@ use crate::password::Password;
 pub trait BreachedPasswords: Send + Sync + fmt::Debug {
     fn contains_sha1(&self, sha1: &[u8; 20]) -> bool;
 
+    /// Whether each of `sha1s` is in the set, in order. A large filter answers a list several
+    /// times faster than one hash at a time (see `BreachFilter::contains_sha1_many`).
+    fn contains_each_sha1(&self, sha1s: &[[u8; 20]]) -> Vec<bool> {
+        sha1s.iter().map(|sha1| self.contains_sha1(sha1)).collect()
+    }
+
     fn contains(&self, password: &Password) -> bool {
         self.contains_sha1(&sha1_of(password.as_str()))
     }
@@ -30,6 +36,10 @@ pub fn sha1_of(text: &str) -> [u8; 20] {
 impl BreachedPasswords for BreachFilter {
     fn contains_sha1(&self, sha1: &[u8; 20]) -> bool {
         BreachFilter::contains_sha1(self, sha1)
+    }
+
+    fn contains_each_sha1(&self, sha1s: &[[u8; 20]]) -> Vec<bool> {
+        self.contains_sha1_many(sha1s).collect()
     }
 }
 
@@ -76,6 +86,10 @@ mod tests {
         let mut sha1 = [0u8; 20];
         hex::decode_to_slice("5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8", &mut sha1).unwrap();
         assert!(list.contains_sha1(&sha1));
+        assert_eq!(
+            list.contains_each_sha1(&[sha1, sha1_of("Password123"), sha1]),
+            [true, false, true]
+        );
     }
 
     #[test]

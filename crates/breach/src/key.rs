@@ -2,9 +2,9 @@
 //!
 //! The shard is the hash's first `shard_bits` bits; the key is the 64 bits right after them, read
 //! big-endian. Both come from the hash in its natural order, so a download sorted by hash (as
-//! HaveIBeenPwned publishes it) spills into shards whose keys are already sorted, and sorting them
-//! again before the build costs one pass. SHA-1 output is uniform, so no further mixing is needed
-//! before xorf's own.
+//! HaveIBeenPwned publishes it) spills into shards whose keys are already sorted. SHA-1 output is
+//! uniform, so no further mixing is needed before xorf's own, and the builder can split a shard's
+//! keys into even buckets by their leading bits to remove repeats.
 
 /// The largest shard prefix the format allows: 65,536 shards.
 pub const MAX_SHARD_BITS: u8 = 16;

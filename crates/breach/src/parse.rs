@@ -22,29 +22,23 @@ pub enum LineError {
 /// Parses `line` (without its `\n`). `Ok(None)` for a blank line, which carries nothing.
 pub fn line(line: &[u8]) -> Result<Option<Entry>, LineError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
+    let blank = || line.iter().all(u8::is_ascii_whitespace);
     let Some((hash, rest)) = line.split_first_chunk::<40>() else {
-        return Err(if line.contains(&b':') {
-            LineError::Hash
+        return if blank() {
+            Ok(None)
+        } else if line.contains(&b':') {
+            Err(LineError::Hash)
         } else {
-            LineError::Shape
-        });
+            Err(LineError::Shape)
+        };
     };
-    // Branch-free: hex digits of random hashes would mispredict a branch on every other digit,
-    // which made this loop the build's bottleneck.
-    let mut sha1 = [0u8; 20];
-    let mut invalid = 0u8;
-    for (byte, pair) in sha1.iter_mut().zip(hash.chunks_exact(2)) {
-        let high = NIBBLES[usize::from(pair[0])];
-        let low = NIBBLES[usize::from(pair[1])];
-        invalid |= high | low;
-        *byte = high << 4 | (low & 0x0f);
-    }
-    if invalid & INVALID != 0 {
-        return Err(LineError::Hash);
-    }
+    let Some(sha1) = decode_hex(hash) else {
+        return if blank() {
+            Ok(None)
+        } else {
+            Err(LineError::Hash)
+        };
+    };
     let digits = match rest.split_first() {
         Some((b':', digits)) => digits,
         _ if rest.first().is_some_and(u8::is_ascii_hexdigit) => return Err(LineError::Hash),
@@ -63,25 +57,80 @@ pub fn line(line: &[u8]) -> Result<Option<Entry>, LineError> {
     Ok(Some(Entry { sha1, count }))
 }
 
-/// Marks a byte that is no hex digit in [`NIBBLES`].
-const INVALID: u8 = 0x80;
+/// The well-formed line at the start of `bytes`, ended by `\n` or `\r\n`, and the bytes it
+/// takes with its line end; `None` for anything else, which [`line`] then parses (and explains).
+/// Finding the line end while parsing spares a separate search for it, which cost half as much
+/// again as the parse.
+#[inline]
+pub fn line_at(bytes: &[u8]) -> Option<(Entry, usize)> {
+    let (hash, rest) = bytes.split_first_chunk::<40>()?;
+    let sha1 = decode_hex(hash)?;
+    let (b':', rest) = rest.split_first()? else {
+        return None;
+    };
+    let mut count = 0u64;
+    let mut digits = 0;
+    for &digit in rest.iter().take(20) {
+        if !digit.is_ascii_digit() {
+            break;
+        }
+        // Wrapping: a twentieth digit may overflow, and makes the line no well-formed one.
+        count = count.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
+        digits += 1;
+    }
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let end = match rest.get(digits..)? {
+        [b'\n', ..] => 1,
+        [b'\r', b'\n', ..] => 2,
+        _ => return None,
+    };
+    Some((Entry { sha1, count }, 41 + digits + end))
+}
 
-/// The value of each hex digit, [`INVALID`] for every other byte.
-static NIBBLES: [u8; 256] = {
-    let mut table = [INVALID; 256];
-    let mut digit = 0;
-    while digit < 10 {
-        table[b'0' as usize + digit] = digit as u8;
-        digit += 1;
+/// 40 hex digits, either case, as 20 bytes; `None` if any is no hex digit.
+///
+/// Eight digits at a time in one 64-bit word, without a branch or a table per digit: this is
+/// the build's innermost loop (a digit-by-digit decode cost about half of the time per line),
+/// and random hashes would mispredict any branch on the digits.
+#[inline]
+fn decode_hex(hash: &[u8; 40]) -> Option<[u8; 20]> {
+    let mut sha1 = [0u8; 20];
+    let mut valid = true;
+    for (bytes, digits) in sha1.chunks_exact_mut(4).zip(hash.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(digits);
+        let (value, ok) = decode_eight(u64::from_le_bytes(word));
+        bytes.copy_from_slice(&value.to_le_bytes());
+        valid &= ok;
     }
-    let mut letter = 0;
-    while letter < 6 {
-        table[b'a' as usize + letter] = 10 + letter as u8;
-        table[b'A' as usize + letter] = 10 + letter as u8;
-        letter += 1;
-    }
-    table
-};
+    valid.then_some(sha1)
+}
+
+/// Eight hex digits (the first in the lowest byte) as four bytes, and whether all were digits.
+#[inline]
+fn decode_eight(word: u64) -> (u32, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x80 * ONES;
+    // Per byte, bit 7 of `(x + 0x80 - lo) & !(x + 0x7f - hi)` is set exactly when lo <= x <= hi,
+    // as long as every byte is below 0x80 (bytes above make the word invalid anyway).
+    let in_range = |x: u64, lo: u64, hi: u64| {
+        x.wrapping_add((0x80 - lo) * ONES) & !x.wrapping_add((0x7f - hi) * ONES) & HIGH
+    };
+    let digit = in_range(word, u64::from(b'0'), u64::from(b'9'));
+    // Setting bit 5 folds 'A'..='F' onto 'a'..='f' and moves no other byte into that range.
+    let letter = in_range(word | (0x20 * ONES), u64::from(b'a'), u64::from(b'f'));
+    let valid = word & HIGH == 0 && digit | letter == HIGH;
+    // '0'..='9' is 0x30..=0x39 and the letters 0x41.. or 0x61..: the low nibble, plus 9 for a
+    // letter (bit 6 set).
+    let nibbles = (word & (0x0f * ONES)) + 9 * ((word >> 6) & ONES);
+    // Byte 2k becomes nibble 2k << 4 | nibble 2k+1; then bytes 0, 2, 4, 6 are packed together.
+    let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let pairs = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    let packed = (pairs | (pairs >> 16)) & 0xffff_ffff;
+    (packed as u32, valid)
+}
 
 #[cfg(test)]
 mod tests {
@@ -92,6 +141,19 @@ mod tests {
     fn check(input: &str, expected: Result<Option<u64>, LineError>) {
         let parsed = line(input.as_bytes()).map(|entry| entry.map(|entry| entry.count));
         assert_eq!(parsed, expected, "{input:?}");
+        // The fast path agrees wherever it answers, and answers every well-formed line.
+        for end in ["\n", "\r\n"] {
+            let terminated = format!("{}{end}next", input.strip_suffix('\r').unwrap_or(input));
+            let fast = line_at(terminated.as_bytes());
+            match (&parsed, fast) {
+                (Ok(Some(count)), Some((entry, length))) => {
+                    assert_eq!(entry.count, *count, "{input:?}");
+                    assert_eq!(&terminated[length..], "next", "{input:?}");
+                }
+                (_, None) => assert!(!matches!(parsed, Ok(Some(_))), "{input:?}"),
+                (_, Some(_)) => panic!("the fast path accepted {input:?}"),
+            }
+        }
     }
 
     #[test]
@@ -113,6 +175,26 @@ mod tests {
         check(&format!("{}:1", &PASSWORD[1..]), Err(LineError::Hash));
         check(&format!("G{}:1", &PASSWORD[1..]), Err(LineError::Hash));
         check("hello world", Err(LineError::Shape));
+    }
+
+    #[test]
+    fn every_byte_is_decoded_as_a_hex_digit_or_refused_at_every_position() {
+        for position in 0..40 {
+            for byte in 0..=255u8 {
+                let mut hash = [b'0'; 40];
+                hash[position] = byte;
+                let expected = char::from(byte).to_digit(16).map(|value| {
+                    let mut sha1 = [0u8; 20];
+                    sha1[position / 2] = if position % 2 == 0 {
+                        (value as u8) << 4
+                    } else {
+                        value as u8
+                    };
+                    sha1
+                });
+                assert_eq!(decode_hex(&hash), expected, "{byte:#x} at {position}");
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod breached;
 mod caller;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::ApiContext;
 
@@ -19,4 +19,5 @@ pub(crate) fn routes() -> Router<ApiContext> {
         )
         // Internal: for Warden's own services running apart. No gateway rule may expose it.
         .route("/internal/breached/{sha1}", get(breached::lookup))
+        .route("/internal/breached", post(breached::lookup_many))
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use accounts::breached::sha1_of;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::{TestApp, warden_command};
 
 const BREACHED_PASSWORD: &str = "correct horse battery staple";
@@ -177,6 +177,39 @@ async fn a_built_filter_refuses_its_passwords_at_sign_up_and_answers_services() 
             "{malformed}: {body}"
         );
     }
+
+    // Many at once, answered in order; the same authorization as one at a time.
+    let many = |bearer: Option<String>, body: Value| {
+        let mut request = app.client.post(app.url("/internal/breached")).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let list = json!({"sha1": [&breached, &fine, breached.to_lowercase()]});
+    let answer = many(None, list.clone()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = many(Some(other_scope), list.clone()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let answer = many(Some(service.clone()), list).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap(),
+        json!({"breached": [true, false, true]})
+    );
+    let answer = many(Some(service.clone()), json!({"sha1": [&fine, "abc"]}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let body: Value = answer.json().await.unwrap();
+    assert!(body.to_string().contains("sha1[1]"), "{body}");
+    let too_many = vec![fine.clone(); 10_001];
+    let answer = many(Some(service), json!({ "sha1": too_many }))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let body: Value = answer.json().await.unwrap();
+    assert!(body.to_string().contains("at most 10000"), "{body}");
     app.stop().await;
 }
 
