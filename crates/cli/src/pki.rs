@@ -102,8 +102,7 @@ pub async fn certs(
             bundle,
         } => {
             let device = parse_device(&device)?;
-            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
-            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let authority = authority(store, settings).await?;
             let issued = match (csr, bundle) {
                 (Some(path), _) => issue_from_csr(&authority, &device, &path, validity)?,
                 (None, Some(dir)) => {
@@ -121,11 +120,7 @@ pub async fn certs(
                     return Err(Failure::Input(anyhow!("give --csr FILE or --bundle DIR")));
                 }
             };
-            store
-                .certificates()
-                .insert(&issued)
-                .await
-                .context("cannot record the certificate")?;
+            record_issued(store, std::slice::from_ref(&issued)).await?;
             eprintln!(
                 "serial {} valid until {}",
                 issued.serial,
@@ -134,18 +129,13 @@ pub async fn certs(
         }
         CertsCommand::IssueBatch { csr_dir, out } => {
             let requests = read_requests(&csr_dir)?;
-            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
-            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let authority = authority(store, settings).await?;
             let issued = requests
                 .iter()
                 .map(|request| authority.issue_device(request, validity, now))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::from)?;
-            store
-                .certificates()
-                .insert_all(&issued)
-                .await
-                .context("cannot record the certificates")?;
+            record_issued(store, &issued).await?;
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             for certificate in &issued {
@@ -174,16 +164,11 @@ pub async fn certs(
                     "--hours must be 1 to {MAX_WORKLOAD_HOURS}: workload certificates are short-lived"
                 )));
             }
-            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
-            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let authority = authority(store, settings).await?;
             let bundle = authority
                 .issue_workload(&part, std::time::Duration::from_secs(hours * 3600), now)
                 .map_err(anyhow::Error::from)?;
-            store
-                .certificates()
-                .insert(&bundle.certificate)
-                .await
-                .context("cannot record the certificate")?;
+            record_issued(store, std::slice::from_ref(&bundle.certificate)).await?;
             write_bundle(&out, part.as_str(), &bundle, &authority)?;
             println!(
                 "wrote {part}.crt, {part}.key and ca.pem to {}; valid until {}",
@@ -204,14 +189,9 @@ pub async fn certs(
                 return Err(Failure::Input(anyhow!("certificate {serial} is revoked")));
             }
             let device = parse_device(&record.certificate.subject)?;
-            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
-            let authority = server::ca::load_or_create(store, &key, now).await?;
+            let authority = authority(store, settings).await?;
             let issued = issue_from_csr(&authority, &device, &csr, validity)?;
-            store
-                .certificates()
-                .insert(&issued)
-                .await
-                .context("cannot record the certificate")?;
+            record_issued(store, std::slice::from_ref(&issued)).await?;
             eprintln!(
                 "serial {} renews {serial}, valid until {}",
                 issued.serial,
@@ -298,6 +278,22 @@ pub async fn certs(
             }
         }
     }
+    Ok(())
+}
+
+/// The issuing CA, made if the database has none yet.
+async fn authority(store: &Store, settings: &Settings) -> Result<pki::Authority, Failure> {
+    let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+    Ok(server::ca::load_or_create(store, &key, SystemClock.now()).await?)
+}
+
+/// Records issued certificates in the inventory, in one transaction.
+async fn record_issued(store: &Store, issued: &[pki::IssuedCertificate]) -> Result<(), Failure> {
+    store
+        .certificates()
+        .insert_all(issued)
+        .await
+        .context("cannot record the certificates")?;
     Ok(())
 }
 

@@ -108,22 +108,10 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
     let https = https_listener.local_addr()?;
-    let redirect_listener = match settings.redirect_listen {
-        Some(address) => Some(bind(address, "http.redirect_listen").await?),
-        None => None,
-    };
-    let http_redirect = redirect_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
-    let device_listener = match settings.device_listen {
-        Some(address) => Some(bind(address, "http.device_listen").await?),
-        None => None,
-    };
-    let device = device_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
+    let (redirect_listener, http_redirect) =
+        bind_optional(settings.redirect_listen, "http.redirect_listen").await?;
+    let (device_listener, device) =
+        bind_optional(settings.device_listen, "http.device_listen").await?;
     let addresses = Addresses {
         https,
         http_redirect,
@@ -375,6 +363,19 @@ impl Signals {
             _ = self.interrupt.recv() => {}
         }
     }
+}
+
+/// A listener for an optional setting, with the address it got.
+async fn bind_optional(
+    address: Option<SocketAddr>,
+    setting: &str,
+) -> anyhow::Result<(Option<TcpListener>, Option<SocketAddr>)> {
+    let Some(address) = address else {
+        return Ok((None, None));
+    };
+    let listener = bind(address, setting).await?;
+    let bound = listener.local_addr()?;
+    Ok((Some(listener), Some(bound)))
 }
 
 async fn bind(address: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {

@@ -199,16 +199,7 @@ impl<'a> Certificates<'a> {
         reason: RevocationReason,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
-             WHERE serial = $3 AND revoked_at IS NULL",
-        )
-        .bind(now.unix_millis())
-        .bind(reason.as_str())
-        .bind(serial)
-        .execute(self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(self.revoke_where("serial", serial, reason, now).await? == 1)
     }
 
     /// Revokes every unrevoked certificate of a subject; returns how many.
@@ -218,15 +209,28 @@ impl<'a> Certificates<'a> {
         reason: RevocationReason,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
+        self.revoke_where("subject", subject, reason, now).await
+    }
+
+    /// Revokes the unrevoked certificates whose `column` (a name from this file, never input) is
+    /// `value`; returns how many.
+    async fn revoke_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let query = format!(
             "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
-             WHERE subject = $3 AND revoked_at IS NULL",
-        )
-        .bind(now.unix_millis())
-        .bind(reason.as_str())
-        .bind(subject)
-        .execute(self.pool)
-        .await?;
+             WHERE {column} = $3 AND revoked_at IS NULL"
+        );
+        let result = sqlx::query(&query)
+            .bind(now.unix_millis())
+            .bind(reason.as_str())
+            .bind(value)
+            .execute(self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 

@@ -350,10 +350,9 @@ impl Config {
             return Err(invalid("data_dir", "must name a directory"));
         }
         let https_listen = address("http.listen", &self.http.listen)?;
-        let redirect_listen = match self.http.redirect_listen.trim() {
-            "" => None,
-            value => Some(address("http.redirect_listen", value)?),
-        };
+        let redirect_listen = optional(&self.http.redirect_listen)
+            .map(|value| address("http.redirect_listen", value))
+            .transpose()?;
         if redirect_listen.is_some_and(|redirect| redirect == https_listen && redirect.port() != 0)
         {
             return Err(invalid(
@@ -361,10 +360,9 @@ impl Config {
                 "must differ from http.listen",
             ));
         }
-        let device_listen = match self.http.device_listen.trim() {
-            "" => None,
-            value => Some(address("http.device_listen", value)?),
-        };
+        let device_listen = optional(&self.http.device_listen)
+            .map(|value| address("http.device_listen", value))
+            .transpose()?;
         let taken = [Some(https_listen), redirect_listen];
         if let Some(device) = device_listen
             && device.port() != 0
@@ -513,10 +511,7 @@ impl Config {
             database_acquire_timeout,
             session_lifetime: Duration::from_secs(session_hours * 3600),
             hash_wait: Duration::from_millis(self.accounts.hash_wait_millis),
-            breached_filter: match self.accounts.breached_filter.trim() {
-                "" => None,
-                path => Some(PathBuf::from(path)),
-            },
+            breached_filter: optional(&self.accounts.breached_filter).map(PathBuf::from),
             oauth_issuer,
             access_token_lifetime: Duration::from_secs(access_token_seconds),
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),
@@ -527,6 +522,11 @@ impl Config {
             log_level: self.log.level.clone(),
         })
     }
+}
+
+/// A setting where empty (or only spaces) means "not set".
+fn optional(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|text| !text.is_empty())
 }
 
 fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
@@ -540,14 +540,13 @@ fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
 impl Config {
     fn pki_settings(&self) -> Result<PkiSettings, Invalid> {
         const DAY: u64 = 24 * 3600;
-        let encryption_key = match self.pki.encryption_key.trim() {
-            "" => None,
-            key => {
+        let encryption_key = optional(&self.pki.encryption_key)
+            .map(|key| {
                 pki::KeyEncryptionKey::parse(key)
-                    .map_err(|error| invalid("pki.encryption_key", error.to_string()))?;
-                Some(key.to_owned())
-            }
-        };
+                    .map(|_| key.to_owned())
+                    .map_err(|error| invalid("pki.encryption_key", error.to_string()))
+            })
+            .transpose()?;
         let days = positive(
             "pki.device_certificate_days",
             self.pki.device_certificate_days,

@@ -29,6 +29,43 @@ fn openssl(args: &[&str]) -> Output {
     Command::new("openssl").args(args).output().unwrap()
 }
 
+/// `openssl x509 -in CERTIFICATE -noout ARGS`.
+fn x509_run(certificate: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["x509", "-in", certificate.to_str().unwrap(), "-noout"];
+    all.extend_from_slice(args);
+    openssl(&all)
+}
+
+/// What `openssl x509 -in CERTIFICATE -noout ARGS` prints.
+fn x509(certificate: &Path, args: &[&str]) -> String {
+    String::from_utf8(x509_run(certificate, args).stdout).unwrap()
+}
+
+/// Whether OpenSSL finds `certificate` still valid `seconds` from now.
+fn valid_for(certificate: &Path, seconds: u64) -> bool {
+    x509_run(certificate, &["-checkend", &seconds.to_string()])
+        .status
+        .success()
+}
+
+/// `openssl verify -CAfile CA_FILE OPTIONS CERTIFICATE`.
+fn verify(ca_file: &Path, options: &[&str], certificate: &Path) -> Output {
+    let mut args = vec!["verify", "-CAfile", ca_file.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.push(certificate.to_str().unwrap());
+    openssl(&args)
+}
+
+fn assert_verifies(ca_file: &Path, options: &[&str], certificate: &Path) {
+    let verified = verify(ca_file, options, certificate);
+    assert!(
+        verified.status.success(),
+        "{options:?}: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
+
 /// A device key and request made by OpenSSL.
 fn device_request(dir: &Path, name: &str, subject: &str) -> std::path::PathBuf {
     let csr = dir.join(format!("{name}.csr"));
@@ -102,33 +139,15 @@ async fn a_device_certificate_verifies_with_openssl_and_its_revocation_reaches_t
     );
     let cert_path = dir.path().join("washer.pem");
     std::fs::write(&cert_path, &issued.stdout).unwrap();
-    let verified = openssl(&[
-        "verify",
-        "-CAfile",
-        dir.path().join("chain.pem").to_str().unwrap(),
-        "-purpose",
-        "sslclient",
-        cert_path.to_str().unwrap(),
-    ]);
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
+    assert_verifies(
+        &dir.path().join("chain.pem"),
+        &["-purpose", "sslclient"],
+        &cert_path,
     );
-    let serial = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-in",
-            cert_path.to_str().unwrap(),
-            "-noout",
-            "-serial",
-        ])
-        .stdout,
-    )
-    .unwrap()
-    .trim()
-    .trim_start_matches("serial=")
-    .to_ascii_lowercase();
+    let serial = x509(&cert_path, &["-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
 
     // A request for another device is refused with its reason, and nothing is issued.
     let foreign = device_request(dir.path(), "dryer", "/CN=dryer-9");
@@ -215,15 +234,11 @@ async fn a_device_certificate_verifies_with_openssl_and_its_revocation_reaches_t
     let after = crl_text(&app, dir.path()).await;
     assert!(after.contains(&serial.to_uppercase()), "{after}");
     assert!(after.contains("Key Compromise"), "{after}");
-    let refused = openssl(&[
-        "verify",
-        "-CAfile",
-        dir.path().join("chain.pem").to_str().unwrap(),
-        "-crl_check",
-        "-CRLfile",
-        crl_path.to_str().unwrap(),
-        cert_path.to_str().unwrap(),
-    ]);
+    let refused = verify(
+        &dir.path().join("chain.pem"),
+        &["-crl_check", "-CRLfile", crl_path.to_str().unwrap()],
+        &cert_path,
+    );
     assert!(!refused.status.success());
     let der = app.get("/pki/crl.der").await;
     assert_eq!(der.headers()["content-type"], "application/pkix-crl");
@@ -325,17 +340,7 @@ async fn the_root_key_is_sealed_can_go_offline_and_come_back_to_reissue_the_inte
     let intermediate_path = dir.path().join("intermediate.pem");
     let intermediate_only = &chain[..chain.find("-----END CERTIFICATE-----").unwrap() + 25];
     std::fs::write(&intermediate_path, intermediate_only).unwrap();
-    let verified = openssl(&[
-        "verify",
-        "-CAfile",
-        export.to_str().unwrap(),
-        intermediate_path.to_str().unwrap(),
-    ]);
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
-    );
+    assert_verifies(&export, &[], &intermediate_path);
 }
 
 /// An HTTPS client for the device listener, presenting `identity_pem` (certificate chain and key)
@@ -405,19 +410,10 @@ async fn a_device_renews_over_mutual_tls_in_its_window_and_bad_certificates_are_
     .unwrap();
     // OpenSSL judges at the test clock's time, 340 days ahead, when the new certificate starts.
     let at = (app.clock.now().unix_millis() / 1000 + 60).to_string();
-    let verified = openssl(&[
-        "verify",
-        "-attime",
-        &at,
-        "-CAfile",
-        dir.path().join("chain.pem").to_str().unwrap(),
-        dir.path().join("renewed.pem").to_str().unwrap(),
-    ]);
-    assert!(
-        verified.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
+    assert_verifies(
+        &dir.path().join("chain.pem"),
+        &["-attime", &at],
+        &dir.path().join("renewed.pem"),
     );
     let listed = admin_ok(&app, &["certs", "list", "--device", "washer-3"]);
     assert_eq!(
@@ -626,18 +622,11 @@ async fn a_batch_of_requests_is_issued_whole_or_not_at_all() {
         ],
     );
     for device in ["fridge-1", "fridge-2"] {
-        let verified = openssl(&[
-            "verify",
-            "-CAfile",
-            out.join("ca.pem").to_str().unwrap(),
-            "-untrusted",
-            out.join(format!("{device}.crt")).to_str().unwrap(),
-            out.join(format!("{device}.crt")).to_str().unwrap(),
-        ]);
-        assert!(
-            verified.status.success(),
-            "{}",
-            String::from_utf8_lossy(&verified.stdout)
+        let issued = out.join(format!("{device}.crt"));
+        assert_verifies(
+            &out.join("ca.pem"),
+            &["-untrusted", issued.to_str().unwrap()],
+            &issued,
         );
         assert!(admin_ok(&app, &["certs", "list", "--device", device]).contains(device));
     }
@@ -663,58 +652,21 @@ async fn a_part_running_apart_gets_a_short_lived_certificate_for_mutual_tls() {
     );
     let certificate = out.join("gateway.crt");
     for purpose in ["sslclient", "sslserver"] {
-        let verified = openssl(&[
-            "verify",
-            "-CAfile",
-            out.join("ca.pem").to_str().unwrap(),
-            "-untrusted",
-            certificate.to_str().unwrap(),
-            "-purpose",
-            purpose,
-            certificate.to_str().unwrap(),
-        ]);
-        assert!(
-            verified.status.success(),
-            "{purpose}: {}",
-            String::from_utf8_lossy(&verified.stdout)
+        assert_verifies(
+            &out.join("ca.pem"),
+            &[
+                "-untrusted",
+                certificate.to_str().unwrap(),
+                "-purpose",
+                purpose,
+            ],
+            &certificate,
         );
     }
-    let text = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-in",
-            certificate.to_str().unwrap(),
-            "-noout",
-            "-text",
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let text = x509(&certificate, &["-text"]);
     assert!(text.contains("URI:urn:warden:part:gateway"), "{text}");
-    let dates = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-in",
-            certificate.to_str().unwrap(),
-            "-noout",
-            "-startdate",
-            "-enddate",
-        ])
-        .stdout,
-    )
-    .unwrap();
-    let end_within = |seconds: u64| {
-        openssl(&[
-            "x509",
-            "-in",
-            certificate.to_str().unwrap(),
-            "-noout",
-            "-checkend",
-            &seconds.to_string(),
-        ])
-        .status
-        .success()
-    };
+    let dates = x509(&certificate, &["-startdate", "-enddate"]);
+    let end_within = |seconds: u64| valid_for(&certificate, seconds);
     assert!(end_within(11 * 3600), "valid for 11 more hours: {dates}");
     assert!(!end_within(13 * 3600), "but not for 13: {dates}");
     use std::os::unix::fs::PermissionsExt;
@@ -745,33 +697,12 @@ async fn a_part_running_apart_gets_a_short_lived_certificate_for_mutual_tls() {
     assert_eq!(renewed.status(), 201);
     let renewed_path = dir.path().join("gateway-next.pem");
     std::fs::write(&renewed_path, renewed.text().await.unwrap()).unwrap();
-    let checkend = |seconds: u64| {
-        openssl(&[
-            "x509",
-            "-in",
-            renewed_path.to_str().unwrap(),
-            "-noout",
-            "-checkend",
-            &seconds.to_string(),
-        ])
-        .status
-        .success()
-    };
+    let checkend = |seconds: u64| valid_for(&renewed_path, seconds);
     assert!(
         checkend(11 * 3600) && !checkend(13 * 3600),
         "the same 12 hours again"
     );
-    let text = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-in",
-            renewed_path.to_str().unwrap(),
-            "-noout",
-            "-text",
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let text = x509(&renewed_path, &["-text"]);
     assert!(
         text.contains("URI:urn:warden:part:gateway")
             && text.contains("TLS Web Server Authentication"),
