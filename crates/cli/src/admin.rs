@@ -85,6 +85,10 @@ pub async fn run(command: AdminCommand, settings: &Settings) -> Result<(), Failu
             let store = server::open_store(settings).await?;
             crate::pki::certs(command, &store, settings).await?;
         }
+        AdminCommand::Device(command) => {
+            let store = server::open_store(settings).await?;
+            crate::devices::run(command, &store, settings).await?;
+        }
     }
     Ok(())
 }

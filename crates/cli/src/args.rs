@@ -151,6 +151,47 @@ pub enum AdminCommand {
     /// Certificates the CA issued: issue, list, revoke.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The device registry: make devices, list them, new claim codes, settings schemas.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Make devices: each gets an id, an MQTT password, a claim code and (unless --csr) a key and
+    /// certificate, written as a factory bundle to OUT/ID/. The secrets are shown there once;
+    /// Warden keeps only hashes.
+    Create {
+        /// The product model, for example `washer-w500`.
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Where the bundles go, one directory per device.
+        #[arg(long)]
+        out: PathBuf,
+        /// Make no key: each device sends a certificate request later (`warden admin certs issue`).
+        #[arg(long)]
+        csr: bool,
+    },
+    /// List devices in id order.
+    List {
+        /// Start after this device id.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// A new claim code for an unowned device (after a release, or a lost label).
+    ClaimCode { device_id: String },
+    /// Set a model's JSON Schema for desired settings (or remove it).
+    Schema {
+        model: String,
+        /// The schema, a JSON file.
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        remove: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

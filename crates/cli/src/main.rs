@@ -4,6 +4,7 @@
 mod admin;
 mod args;
 mod breach;
+mod devices;
 mod pki;
 
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `warden admin ca …` and `warden admin certs …`: the CA's life and the certificates it issues.
 
 use anyhow::{Context, anyhow};
-use model::{Clock, DeviceId, SystemClock, Timestamp};
+use model::{Clock, DeviceId, SystemClock};
 use pki::{CaCertificate, CaRole, CheckedCsr, PartName, RevocationReason};
 use server::config::Settings;
 use server::tls::write_atomically;
@@ -124,7 +124,7 @@ pub async fn certs(
             eprintln!(
                 "serial {} valid until {}",
                 issued.serial,
-                rfc3339(issued.not_after)
+                issued.not_after.to_rfc3339()
             );
         }
         CertsCommand::IssueBatch { csr_dir, out } => {
@@ -173,7 +173,7 @@ pub async fn certs(
             println!(
                 "wrote {part}.crt, {part}.key and ca.pem to {}; valid until {}",
                 out.display(),
-                rfc3339(bundle.certificate.not_after),
+                bundle.certificate.not_after.to_rfc3339(),
                 part = part.as_str()
             );
         }
@@ -195,7 +195,7 @@ pub async fn certs(
             eprintln!(
                 "serial {} renews {serial}, valid until {}",
                 issued.serial,
-                rfc3339(issued.not_after)
+                issued.not_after.to_rfc3339()
             );
         }
         CertsCommand::List {
@@ -228,7 +228,9 @@ pub async fn certs(
             for record in records {
                 let issued = &record.certificate;
                 let status = match record.revoked {
-                    Some((at, reason)) => format!("revoked {} ({})", rfc3339(at), reason.as_str()),
+                    Some((at, reason)) => {
+                        format!("revoked {} ({})", at.to_rfc3339(), reason.as_str())
+                    }
                     None if issued.not_after <= now => "expired".to_owned(),
                     None => "valid".to_owned(),
                 };
@@ -237,7 +239,7 @@ pub async fn certs(
                     issued.serial,
                     issued.kind.as_str(),
                     issued.subject,
-                    rfc3339(issued.not_after)
+                    issued.not_after.to_rfc3339()
                 );
             }
         }
@@ -282,7 +284,10 @@ pub async fn certs(
 }
 
 /// The issuing CA, made if the database has none yet.
-async fn authority(store: &Store, settings: &Settings) -> Result<pki::Authority, Failure> {
+pub(crate) async fn authority(
+    store: &Store,
+    settings: &Settings,
+) -> Result<pki::Authority, Failure> {
     let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
     Ok(server::ca::load_or_create(store, &key, SystemClock.now()).await?)
 }
@@ -389,14 +394,4 @@ fn read_requests(dir: &std::path::Path) -> Result<Vec<CheckedCsr>, Failure> {
 
 fn parse_device(text: &str) -> Result<DeviceId, Failure> {
     DeviceId::parse(text).map_err(|error| Failure::Input(anyhow!("device id {text:?}: {error}")))
-}
-
-fn rfc3339(at: Timestamp) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at.unix_millis().div_euclid(1000))
-        .ok()
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| at.unix_millis().to_string())
 }

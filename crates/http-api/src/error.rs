@@ -33,6 +33,14 @@ pub enum ApiError {
     /// The request is well-formed but the resource's state does not allow it now.
     #[error("{0}")]
     Conflict(String),
+    /// A conditional write (`If-Match`) whose condition no longer holds.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// A write that must be conditional came without its condition.
+    #[error("{0}")]
+    PreconditionRequired(String),
+    #[error("too many failed attempts; try again in {} s", .retry_after.as_secs().max(1))]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("{what} is not available right now; try again shortly")]
     Unavailable { what: &'static str },
     #[error("something went wrong on our side; the request id identifies it in the log")]
@@ -56,6 +64,15 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden | ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
+            ApiError::PreconditionRequired(_) => {
+                (StatusCode::PRECONDITION_REQUIRED, "precondition_required")
+            }
+            ApiError::TooManyAttempts { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+            }
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -75,6 +92,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer realm=\"warden\""),
+            );
+        }
+        if let ApiError::TooManyAttempts { retry_after } = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after.as_secs().max(1)),
             );
         }
         response.extensions_mut().insert(ErrorBody {

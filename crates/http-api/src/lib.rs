@@ -5,6 +5,7 @@
 //! sockets and reads no files.
 
 mod api;
+mod device_api;
 mod error;
 mod health;
 mod identity;
@@ -13,6 +14,7 @@ mod metrics;
 mod oauth;
 mod pages;
 mod pki;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,17 @@ pub use metrics::HttpMetrics;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
 pub use pki::{PeerCertificate, PkiContext};
 
+/// What the device API needs besides the database.
+#[derive(Debug)]
+pub struct DeviceContext {
+    /// Keyed hashes of device passwords and claim codes.
+    pub hashers: registry::DeviceHashers,
+    /// Wakes senders waiting for a command's answer when a device answers on this replica.
+    pub command_answers: tokio::sync::Notify,
+    /// The longest a sender may wait for an answer within one request.
+    pub max_command_wait: Duration,
+}
+
 /// Everything the handlers need, built once at start.
 #[derive(Clone, Debug)]
 pub struct ApiContext {
@@ -42,6 +55,7 @@ pub struct ApiContext {
     pub identity: Arc<Identity>,
     pub oauth: Arc<OAuthSettings>,
     pub pki: Arc<PkiContext>,
+    pub devices: Arc<DeviceContext>,
 }
 
 /// Bounds on what one request may cost.
@@ -67,7 +81,7 @@ pub fn router(context: ApiContext) -> Router {
 /// What the device listener serves: only requests from clients that proved a certificate from
 /// Warden's CA during the handshake (see `server::tls::device_server_config`).
 pub fn device_router(context: ApiContext) -> Router {
-    with_layers(pki::device_routes(), context)
+    with_layers(pki::device_routes().merge(device_api::routes()), context)
 }
 
 fn with_layers(routes: Router<ApiContext>, context: ApiContext) -> Router {

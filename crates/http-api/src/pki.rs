@@ -82,23 +82,7 @@ async fn renew(
     certificate: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(Extension(PeerCertificate(der))) = certificate else {
-        return Err(ApiError::Denied(
-            "a certificate from Warden's CA is required".into(),
-        ));
-    };
-    let certificates = context.store.certificates();
-    let record = match pki::serial_of(&der) {
-        Some(serial) => certificates.by_serial(&serial).await?,
-        None => None,
-    }
-    .ok_or_else(|| ApiError::Denied("the certificate is not in Warden's inventory".into()))?;
-    if let Some((_, reason)) = record.revoked {
-        return Err(ApiError::Denied(format!(
-            "the certificate was revoked ({})",
-            reason.as_str()
-        )));
-    }
+    let record = presented_record(&context, certificate).await?;
     let pki = &context.pki;
     let now = context.identity.clock.now();
     let current = &record.certificate;
@@ -137,7 +121,7 @@ async fn renew(
         }
     }
     .map_err(|error| ApiError::Internal(Box::new(error)))?;
-    certificates.insert(&issued).await?;
+    context.store.certificates().insert(&issued).await?;
     tracing::info!(subject = %issued.subject, serial = %issued.serial, renewed = %current.serial, "certificate renewed");
     let chain = format!(
         "{}{}",
@@ -148,6 +132,30 @@ async fn renew(
         (StatusCode::CREATED, chain).into_response(),
         "application/pem-certificate-chain",
     ))
+}
+
+/// The inventory record of the certificate the client presented: required, known and unrevoked.
+pub(crate) async fn presented_record(
+    context: &ApiContext,
+    certificate: Option<Extension<PeerCertificate>>,
+) -> Result<store::CertificateRecord, ApiError> {
+    let Some(Extension(PeerCertificate(der))) = certificate else {
+        return Err(ApiError::Denied(
+            "a certificate from Warden's CA is required".into(),
+        ));
+    };
+    let record = match pki::serial_of(&der) {
+        Some(serial) => context.store.certificates().by_serial(&serial).await?,
+        None => None,
+    }
+    .ok_or_else(|| ApiError::Denied("the certificate is not in Warden's inventory".into()))?;
+    if let Some((_, reason)) = &record.revoked {
+        return Err(ApiError::Denied(format!(
+            "the certificate was revoked ({})",
+            reason.as_str()
+        )));
+    }
+    Ok(record)
 }
 
 fn check(body: &[u8], requester: Requester) -> Result<CheckedCsr, ApiError> {

@@ -21,6 +21,17 @@ impl Timestamp {
         self.0
     }
 
+    /// RFC 3339 in UTC to the second (`2026-12-02T12:00:00Z`), as the API and the CLI show times.
+    pub fn to_rfc3339(self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.0.div_euclid(1000))
+            .ok()
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
     /// This time moved forward by `duration`, saturating instead of overflowing.
     pub fn plus(self, duration: Duration) -> Self {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);

@@ -8,9 +8,7 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use model::Timestamp;
-use sha2::Sha256;
 
 use crate::scope::Scopes;
 
@@ -82,45 +80,8 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
-/// Hashes client secrets under Warden's server key.
-#[derive(Clone)]
-pub struct SecretHasher {
-    key: Vec<u8>,
-}
-
-impl fmt::Debug for SecretHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretHasher(<key redacted>)")
-    }
-}
-
-impl SecretHasher {
-    pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
-    }
-
-    pub fn hash(&self, secret: &ClientSecret) -> String {
-        let mut mac = self.mac();
-        mac.update(secret.as_str().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    /// Constant-time comparison of a presented secret with a stored hash.
-    pub fn matches(&self, secret: &ClientSecret, stored_hash: &str) -> bool {
-        let Ok(expected) = hex::decode(stored_hash) else {
-            return false;
-        };
-        let mut mac = self.mac();
-        mac.update(secret.as_str().as_bytes());
-        mac.verify_slice(&expected).is_ok()
-    }
-}
+/// Client secrets are hashed under Warden's server key (the root purpose, no derived key).
+pub use tokens::keyed::SecretHasher;
 
 /// A new client id: unguessable, so that ids cannot be enumerated.
 pub fn generate_client_id() -> String {
@@ -143,7 +104,9 @@ mod tests {
                     *kind == ClientKind::Confidential && client.jwks.is_none()
                 );
                 if let Some(secret) = secret {
-                    assert!(hasher.matches(secret, client.secret_hash.as_deref().unwrap()));
+                    assert!(
+                        hasher.matches(secret.as_str(), client.secret_hash.as_deref().unwrap())
+                    );
                 }
             }
             (Err(actual), Err(expected)) => assert_eq!(actual, expected),
@@ -210,11 +173,9 @@ mod tests {
     fn secrets_match_only_their_own_hash_under_the_same_key() {
         let hasher = SecretHasher::new(vec![7; 32]);
         let secret = ClientSecret::generate();
-        let hash = hasher.hash(&secret);
-        assert!(hasher.matches(&secret, &hash));
-        assert!(!hasher.matches(&ClientSecret::generate(), &hash));
-        assert!(!SecretHasher::new(vec![8; 32]).matches(&secret, &hash));
-        assert!(!hasher.matches(&secret, "not hex"));
+        let hash = hasher.hash(secret.as_str());
+        assert!(hasher.matches(secret.as_str(), &hash));
+        assert!(!hasher.matches(ClientSecret::generate().as_str(), &hash));
         assert!(!format!("{secret:?}").contains(secret.as_str()));
         assert!(generate_client_id().starts_with("wc_"));
     }
@@ -296,7 +257,7 @@ impl Registration {
             } else {
                 ClientKind::Confidential
             },
-            secret_hash: secret.as_ref().map(|secret| hasher.hash(secret)),
+            secret_hash: secret.as_ref().map(|secret| hasher.hash(secret.as_str())),
             allowed_scopes,
             redirect_uris: self.redirect_uris,
             first_party: self.first_party,

@@ -16,7 +16,7 @@ pub fn authenticate_client(
     let refused = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
     let client = client.ok_or_else(refused)?;
     match (&client.secret_hash, secret) {
-        (Some(hash), Some(secret)) if hasher.matches(secret, hash) => Ok(()),
+        (Some(hash), Some(secret)) if hasher.matches(secret.as_str(), hash) => Ok(()),
         _ => Err(refused()),
     }
 }
@@ -75,7 +75,7 @@ mod tests {
             client_id: "wc_1".into(),
             name: "fleet service".into(),
             kind,
-            secret_hash: (kind == ClientKind::Confidential).then(|| hasher.hash(secret)),
+            secret_hash: (kind == ClientKind::Confidential).then(|| hasher.hash(secret.as_str())),
             allowed_scopes: Scopes::parse("openid devices:read devices:write").unwrap(),
             redirect_uris: Vec::new(),
             first_party: false,

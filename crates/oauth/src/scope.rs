@@ -17,6 +17,8 @@ pub const KNOWN_SCOPES: &[&str] = &[
     "admin",
     // Services running apart from Warden that ask whether a password hash is breached.
     "breach:read",
+    // Parts that ask the authorization policy about someone else's token (gateway, broker hooks).
+    "authz:check",
 ];
 
 /// A set of known scopes, in a stable order.

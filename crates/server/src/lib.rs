@@ -23,8 +23,8 @@ use accounts::breached::{self, BreachedPasswords};
 use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
 use http_api::{
-    ActiveTokens, ApiContext, ClientCache, HttpMetrics, Identity, KeyCache, Limits, OAuthSettings,
-    PkiContext,
+    ActiveTokens, ApiContext, ClientCache, DeviceContext, HttpMetrics, Identity, KeyCache, Limits,
+    OAuthSettings, PkiContext,
 };
 use model::{Clock, SystemClock};
 use oauth::client::SecretHasher;
@@ -46,6 +46,9 @@ pub const ADDRESSES_FILE: &str = "addresses.json";
 
 /// The server key client secrets are hashed under, in the data directory.
 pub const CLIENT_SECRET_KEY_FILE: &str = "secrets/client-secret.key";
+
+/// The longest an HTTP command sender waits for the device's answer in one request.
+const MAX_COMMAND_WAIT: Duration = Duration::from_secs(30);
 
 /// The addresses Warden actually listens on (port 0 in the settings becomes a real port here).
 #[derive(Clone, Debug)]
@@ -141,6 +144,17 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         )?),
     };
 
+    let devices = Arc::new(DeviceContext {
+        hashers: registry::DeviceHashers::new(&oauth.secret_hasher),
+        command_answers: tokio::sync::Notify::new(),
+        // A sender waits for an answer within one request, so never as long as the request
+        // timeout allows.
+        max_command_wait: MAX_COMMAND_WAIT.min(
+            settings
+                .request_timeout
+                .saturating_sub(Duration::from_secs(1)),
+        ),
+    });
     let oauth = Arc::new(oauth);
     let pki = Arc::new(PkiContext::new(
         certificate_authority,
@@ -180,6 +194,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         identity: Arc::new(identity),
         oauth: oauth.clone(),
         pki: pki.clone(),
+        devices,
     };
     let router = http_api::router(context.clone());
 

@@ -118,21 +118,8 @@ impl<'a> Certificates<'a> {
 
     /// Records many certificates in one transaction: all or none, one commit to wait for.
     pub async fn insert_all(&self, certificates: &[IssuedCertificate]) -> Result<(), StoreError> {
-        let query = format!(
-            "INSERT INTO certificates ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)"
-        );
         let mut tx = self.pool.begin().await?;
-        for certificate in certificates {
-            sqlx::query(&query)
-                .bind(&certificate.serial)
-                .bind(certificate.kind.as_str())
-                .bind(&certificate.subject)
-                .bind(certificate.not_before.unix_millis())
-                .bind(certificate.not_after.unix_millis())
-                .bind(&certificate.certificate_pem)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_in(&mut tx, certificates).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -295,4 +282,25 @@ fn decode(row: &AnyRow) -> Result<CertificateRecord, StoreError> {
         },
         revoked,
     })
+}
+
+/// Records certificates as part of a larger transaction.
+pub(crate) async fn insert_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    certificates: &[IssuedCertificate],
+) -> Result<(), StoreError> {
+    let query =
+        format!("INSERT INTO certificates ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)");
+    for certificate in certificates {
+        sqlx::query(&query)
+            .bind(&certificate.serial)
+            .bind(certificate.kind.as_str())
+            .bind(&certificate.subject)
+            .bind(certificate.not_before.unix_millis())
+            .bind(certificate.not_after.unix_millis())
+            .bind(&certificate.certificate_pem)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

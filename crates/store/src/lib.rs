@@ -12,6 +12,7 @@
 
 mod certificates;
 mod clients;
+mod devices;
 mod error;
 mod grants;
 mod keys;
@@ -30,6 +31,9 @@ use sqlx::{AnyPool, Executor};
 
 pub use certificates::{CertificateRecord, Certificates, StoredCa};
 pub use clients::OAuthClients;
+pub use devices::{
+    AnswerOutcome, ClaimOutcome, CommandRecord, DeviceRecord, DeviceState, Devices, GrantRecord,
+};
 pub use error::StoreError;
 pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
@@ -154,6 +158,10 @@ impl Store {
 
     pub fn certificates(&self) -> Certificates<'_> {
         Certificates::new(&self.pool)
+    }
+
+    pub fn devices(&self) -> Devices<'_> {
+        Devices::new(&self.pool)
     }
 
     /// Checks the database's own consistency.

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_private_key_jwt"),
     migration!(8, "0008_revocation_epoch"),
     migration!(9, "0009_pki"),
+    migration!(10, "0010_devices"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -57,10 +58,15 @@ pub(crate) const TABLES: &[&str] = &[
     "ca_certificates",
     "certificates",
     "crl_number",
+    "device_models",
+    "devices",
+    "device_grants",
+    "device_state",
+    "device_commands",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 9;
+pub const LATEST_SCHEMA_VERSION: i64 = 10;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

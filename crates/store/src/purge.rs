@@ -1,9 +1,13 @@
 //! Removing what has expired, so that tables stay bounded: sessions, authorization codes, refresh
-//! tokens, revoked-token records and stale login throttles.
+//! tokens, revoked-token records, stale login throttles, and device commands a week after they
+//! expired (answered or not: their answer was there to be read while the command lived).
 
 use model::Timestamp;
 
 use crate::{Store, StoreError};
+
+/// How long a command is kept after it expired.
+const COMMAND_KEEP_MILLIS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// How many rows each purge removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,6 +18,7 @@ pub struct PurgeReport {
     pub revoked_access_tokens: u64,
     pub client_assertions: u64,
     pub login_throttles: u64,
+    pub device_commands: u64,
 }
 
 impl PurgeReport {
@@ -22,7 +27,9 @@ impl PurgeReport {
             + self.authorization_codes
             + self.refresh_tokens
             + self.revoked_access_tokens
+            + self.client_assertions
             + self.login_throttles
+            + self.device_commands
     }
 }
 
@@ -53,6 +60,11 @@ impl Store {
             login_throttles: delete(
                 "DELETE FROM login_throttle WHERE last_failure_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)",
                 now_ms - throttle_memory_millis,
+            )
+            .await?,
+            device_commands: delete(
+                "DELETE FROM device_commands WHERE expires_at <= $1",
+                now_ms - COMMAND_KEEP_MILLIS,
             )
             .await?,
         })

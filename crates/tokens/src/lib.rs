@@ -8,5 +8,6 @@
 //! tokens that are not JWTs (sessions, codes, refresh tokens).
 
 pub mod jwt;
+pub mod keyed;
 pub mod keys;
 pub mod opaque;

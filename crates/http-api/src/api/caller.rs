@@ -5,6 +5,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use model::Role;
 use oauth::scope::Scopes;
+use policy::{ActionSet, Subject};
 use store::UserRecord;
 
 use crate::oauth::active_claims;
@@ -53,19 +54,99 @@ impl FromRequestParts<ApiContext> for BreachReader {
         parts: &mut Parts,
         context: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
-        let claims = bearer_claims(parts, context).await?;
-        let scopes = Scopes::parse(&claims.scope).unwrap_or_default();
-        if !scopes.contains("breach:read") || claims.sub != claims.client_id {
-            return Err(ApiError::Forbidden);
-        }
-        Ok(Self {
-            client_id: claims.client_id,
-        })
+        let client_id = service_with_scope(parts, context, "breach:read").await?;
+        Ok(Self { client_id })
     }
 }
 
+/// A service asking the authorization policy about someone else (the gateway, the broker hooks):
+/// a client acting for itself whose token carries `authz:check`.
+#[derive(Debug)]
+pub(crate) struct PolicyReader {
+    pub client_id: String,
+}
+
+impl FromRequestParts<ApiContext> for PolicyReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        context: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let client_id = service_with_scope(parts, context, "authz:check").await?;
+        Ok(Self { client_id })
+    }
+}
+
+/// The client id of a client-credentials token (no person behind it) that carries `scope`.
+async fn service_with_scope(
+    parts: &Parts,
+    context: &ApiContext,
+    scope: &str,
+) -> Result<String, ApiError> {
+    let claims = bearer_claims(parts, context).await?;
+    let scopes = Scopes::parse(&claims.scope).unwrap_or_default();
+    if !scopes.contains(scope) || claims.sub != claims.client_id {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(claims.client_id)
+}
+
+/// Whoever calls with an active Bearer token, as the authorization policy sees them.
+#[derive(Debug)]
+pub(crate) struct Caller(pub Subject);
+
+impl FromRequestParts<ApiContext> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        context: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let claims = bearer_claims(parts, context).await?;
+        subject_of(context, &claims).await.map(Caller)
+    }
+}
+
+/// The policy's subject for a token's claims: a client acting for itself is a service; a person
+/// with the admin role is an admin only when the token carries the `admin` scope.
+pub(crate) async fn subject_of(
+    context: &ApiContext,
+    claims: &tokens::jwt::AccessClaims,
+) -> Result<Subject, ApiError> {
+    let token_allows = ActionSet::allowed_by_scopes(claims.scope.split_whitespace());
+    if claims.sub == claims.client_id {
+        return Ok(Subject::Service {
+            client_id: claims.client_id.clone(),
+            token_allows,
+        });
+    }
+    let user = match claims.sub.parse() {
+        Ok(user_id) => context.store.users().by_id(user_id).await?,
+        Err(_) => None,
+    }
+    // The account was deleted after the token was issued.
+    .ok_or(ApiError::Unauthorized)?;
+    let admin_scope = claims
+        .scope
+        .split_whitespace()
+        .any(|scope| scope == "admin");
+    Ok(if user.role == Role::Admin && admin_scope {
+        Subject::Admin {
+            user_id: user.id,
+            token_allows,
+        }
+    } else {
+        Subject::Person {
+            user_id: user.id,
+            role: user.role,
+            token_allows,
+        }
+    })
+}
+
 /// The claims of the request's active Bearer access token.
-async fn bearer_claims(
+pub(crate) async fn bearer_claims(
     parts: &Parts,
     context: &ApiContext,
 ) -> Result<tokens::jwt::AccessClaims, ApiError> {

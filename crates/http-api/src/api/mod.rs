@@ -3,11 +3,16 @@
 //! forget to.
 
 mod admin;
+mod authz;
 mod breached;
 mod caller;
+mod devices;
+mod factory;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+
+pub(crate) use devices::command_json;
 
 use crate::ApiContext;
 
@@ -17,6 +22,25 @@ pub(crate) fn routes() -> Router<ApiContext> {
             "/api/v1/admin/clients",
             get(admin::list_clients).post(admin::create_client),
         )
+        .route(
+            "/api/v1/admin/devices",
+            get(factory::list).post(factory::create),
+        )
+        .route(
+            "/api/v1/admin/devices/{device_id}/claim-code",
+            post(factory::new_claim_code),
+        )
+        .route(
+            "/api/v1/admin/devices/{device_id}/certificate",
+            post(factory::issue_certificate),
+        )
+        .route(
+            "/api/v1/admin/models/{model}/settings-schema",
+            put(factory::set_settings_schema).delete(factory::remove_settings_schema),
+        )
+        .route("/api/v1/authz/check", post(authz::check))
+        .route("/api/v1/authz/devices", post(authz::devices))
+        .merge(devices::routes())
         // Internal: for Warden's own services running apart. No gateway rule may expose it.
         .route("/internal/breached/{sha1}", get(breached::lookup))
         .route("/internal/breached", post(breached::lookup_many))

@@ -20,6 +20,7 @@ use super::{
     SESSION_COOKIE, cookie, csrf_ok, csrf_token, forbidden_form, page, redirect, set_cookie,
     with_cookies,
 };
+use crate::throttle::Attempt;
 use crate::{ApiContext, ApiError};
 
 /// How long the second-factor step may take after the password was accepted.
@@ -178,23 +179,22 @@ pub(crate) async fn login(
     }
     let next = safe_next(&form.next).to_owned();
     let now = context.identity.clock.now();
-    let throttle = context.store.login_throttle();
     // Keys for an account that does not exist are throttled the same way, so the answer never
     // tells whether the address has an account.
-    let account_key = format!("account:{}", form.email.trim().to_lowercase());
-    let address_key = format!("address:{}", peer.ip());
     let keys = [
-        (&account_key, ThrottlePolicy::PER_ACCOUNT),
-        (&address_key, ThrottlePolicy::PER_ADDRESS),
+        (
+            format!("account:{}", form.email.trim().to_lowercase()),
+            ThrottlePolicy::PER_ACCOUNT,
+        ),
+        (
+            format!("address:{}", peer.ip()),
+            ThrottlePolicy::PER_ADDRESS,
+        ),
     ];
-    let mut records = Vec::with_capacity(keys.len());
-    for (key, policy) in keys {
-        let attempts = throttle.get(key).await?;
-        if let Err(wait) = policy.check(&attempts, now) {
-            return Ok(too_many_attempts(&form, &next, wait));
-        }
-        records.push((key, policy, attempts));
-    }
+    let attempt = match Attempt::begin(&context.store, keys, now).await? {
+        Ok(attempt) => attempt,
+        Err(wait) => return Ok(too_many_attempts(&form, &next, wait)),
+    };
 
     let user = match Email::parse(&form.email) {
         Ok(email) => context.store.users().by_email(&email).await?,
@@ -206,13 +206,7 @@ pub(crate) async fn login(
 
     match (user, verification) {
         (Some(user), Verification::Match { rehash }) => {
-            // A write only when there is something to forget: most logins have no failures.
-            if records
-                .first()
-                .is_some_and(|(_, _, attempts)| attempts.failures > 0)
-            {
-                throttle.clear(&account_key).await?;
-            }
+            attempt.succeeded(&context.store).await?;
             if rehash {
                 upgrade_hash(&context, &user, form.password.clone()).await?;
             }
@@ -233,11 +227,7 @@ pub(crate) async fn login(
             Ok(with_cookies(redirect(&next), [session]))
         }
         _ => {
-            for (key, policy, attempts) in &records {
-                throttle
-                    .put(key, &policy.after_failure(attempts, now))
-                    .await?;
-            }
+            attempt.failed(&context.store).await?;
             tracing::info!(peer = %peer.ip(), "login failed");
             Ok(login_form(
                 StatusCode::UNAUTHORIZED,

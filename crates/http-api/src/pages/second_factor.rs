@@ -18,6 +18,7 @@ use super::{
     SESSION_COOKIE, cookie, csrf_ok, csrf_token, current_user, forbidden_form, page, redirect,
     with_cookies,
 };
+use crate::throttle::Attempt;
 use crate::{ApiContext, ApiError};
 
 #[derive(Deserialize)]
@@ -218,17 +219,21 @@ pub(crate) async fn login(
     };
     let next = safe_next(&form.next).to_owned();
     let now = context.identity.clock.now();
-    let throttle = context.store.login_throttle();
-    let key = format!("account:{}", user.email);
-    let attempts = throttle.get(&key).await?;
-    if let Err(wait) = ThrottlePolicy::PER_ACCOUNT.check(&attempts, now) {
-        let message = format!(
-            "Too many failed attempts. Try again in {} seconds.",
-            wait.as_secs().max(1)
-        );
-        let body = html! { h1 { "Enter your code" } (code_form("/login/totp", &form.csrf, &next, Some(&message))) };
-        return Ok(page(StatusCode::TOO_MANY_REQUESTS, "Two-step login", body));
-    }
+    let key = (
+        format!("account:{}", user.email),
+        ThrottlePolicy::PER_ACCOUNT,
+    );
+    let attempt = match Attempt::begin(&context.store, [key], now).await? {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let message = format!(
+                "Too many failed attempts. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            );
+            let body = html! { h1 { "Enter your code" } (code_form("/login/totp", &form.csrf, &next, Some(&message))) };
+            return Ok(page(StatusCode::TOO_MANY_REQUESTS, "Two-step login", body));
+        }
+    };
     let second_factor = context.store.second_factor();
     let state = second_factor.get(user.id).await?;
     let by_totp = match state
@@ -247,12 +252,7 @@ pub(crate) async fn login(
             .use_recovery_code(user.id, &recovery_code_hash(&form.code), now)
             .await?;
     if !accepted {
-        throttle
-            .put(
-                &key,
-                &ThrottlePolicy::PER_ACCOUNT.after_failure(&attempts, now),
-            )
-            .await?;
+        attempt.failed(&context.store).await?;
         tracing::info!(peer = %peer.ip(), "second factor refused");
         let body = html! {
             h1 { "Enter your code" }
@@ -260,9 +260,7 @@ pub(crate) async fn login(
         };
         return Ok(page(StatusCode::UNAUTHORIZED, "Two-step login", body));
     }
-    if attempts.failures > 0 {
-        throttle.clear(&key).await?;
-    }
+    attempt.succeeded(&context.store).await?;
     context
         .store
         .sessions()

@@ -7,6 +7,7 @@ mod accounts;
 mod breach;
 mod config;
 mod crash;
+mod devices;
 mod http;
 mod oauth;
 mod oidc;

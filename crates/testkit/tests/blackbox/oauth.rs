@@ -32,12 +32,12 @@ fn field<'a>(text: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-struct Registered {
-    id: String,
-    secret: String,
+pub(crate) struct Registered {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
-fn register_client(app: &TestApp, scope: &str) -> Registered {
+pub(crate) fn register_client(app: &TestApp, scope: &str) -> Registered {
     let out = admin(
         app,
         &[
@@ -61,7 +61,7 @@ fn http(app: &TestApp) -> reqwest::Client {
     app.client.clone()
 }
 
-async fn client_credentials(
+pub(crate) async fn client_credentials(
     app: &TestApp,
     client: &Registered,
     secret: &str,

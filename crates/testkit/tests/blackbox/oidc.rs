@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use testkit::{TestApp, warden_command};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 const REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
 /// Registers the console-like first-party public client and returns its id.
@@ -121,7 +121,7 @@ async fn refresh_with(
         .await
 }
 
-type Client = CoreClient<
+pub(crate) type Client = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
@@ -130,7 +130,7 @@ type Client = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-async fn discover(app: &TestApp, client_id: &str) -> Client {
+pub(crate) async fn discover(app: &TestApp, client_id: &str) -> Client {
     let metadata = CoreProviderMetadata::discover_async(
         IssuerUrl::new(app.base_url.clone()).unwrap(),
         &app.client,
@@ -736,7 +736,7 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
 }
 
 /// An access token for `email` from the first-party console client, through the browser flow.
-async fn token_for(
+pub(crate) async fn token_for(
     app: &TestApp,
     client: &Client,
     email: &str,

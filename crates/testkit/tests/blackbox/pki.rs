@@ -15,7 +15,7 @@ fn admin(app: &TestApp, args: &[&str]) -> Output {
     warden_command(&full).output().unwrap()
 }
 
-fn admin_ok(app: &TestApp, args: &[&str]) -> String {
+pub(crate) fn admin_ok(app: &TestApp, args: &[&str]) -> String {
     let output = admin(app, args);
     assert!(
         output.status.success(),
@@ -345,7 +345,7 @@ async fn the_root_key_is_sealed_can_go_offline_and_come_back_to_reissue_the_inte
 
 /// An HTTPS client for the device listener, presenting `identity_pem` (certificate chain and key)
 /// when given.
-fn device_client(app: &TestApp, identity_pem: Option<&[u8]>) -> reqwest::Client {
+pub(crate) fn device_client(app: &TestApp, identity_pem: Option<&[u8]>) -> reqwest::Client {
     let ca = std::fs::read(&app.warden.tls_files.ca_cert).unwrap();
     let mut builder = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())

@@ -1,0 +1,162 @@
+//! What a device does over HTTPS on the device listener, where it has already shown a
+//! certificate from Warden's CA: read its desired settings, report its state, fetch the commands
+//! waiting for it and answer them. (Over MQTT the same happens on the device's topics.)
+//!
+//! Every request proves both of the device's credentials: its certificate (unrevoked, a device
+//! certificate) and its password, as HTTP Basic with the device id as the user name.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use model::DeviceId;
+use pki::CertificateKind;
+use registry::DevicePassword;
+use serde_json::{Value, json};
+use store::AnswerOutcome;
+
+use crate::api::command_json;
+use crate::pki::{PeerCertificate, presented_record};
+use crate::{ApiContext, ApiError};
+
+pub(crate) fn routes() -> Router<ApiContext> {
+    Router::new()
+        .route("/device/state", get(read_state))
+        .route("/device/state/reported", put(report_state))
+        .route("/device/commands", get(pending_commands))
+        .route("/device/commands/{command_id}/response", post(answer))
+}
+
+/// A device that proved its certificate and its password.
+#[derive(Debug)]
+pub(crate) struct AuthenticatedDevice {
+    pub device_id: DeviceId,
+}
+
+impl FromRequestParts<ApiContext> for AuthenticatedDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        context: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let certificate = parts.extensions.get::<PeerCertificate>().cloned();
+        let record = presented_record(context, certificate.map(Extension)).await?;
+        let certificate = &record.certificate;
+        if certificate.kind != CertificateKind::Device {
+            return Err(ApiError::Denied("this is for devices' certificates".into()));
+        }
+        let device_id = DeviceId::parse(&certificate.subject)
+            .map_err(|_| ApiError::Internal("an inventory subject does not parse".into()))?;
+        let (user, password) = basic_credentials(parts).ok_or(ApiError::Unauthorized)?;
+        if user != device_id.as_str() {
+            return Err(ApiError::Denied(
+                "the user name must be the id in the certificate".into(),
+            ));
+        }
+        let stored = context.store.devices().password_hash(&device_id).await?;
+        let password = DevicePassword::from_presented(&password);
+        match stored {
+            Some(hash) if context.devices.hashers.password_matches(&password, &hash) => {
+                Ok(Self { device_id })
+            }
+            _ => {
+                tracing::info!(%device_id, "device password refused");
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
+    let encoded = parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The desired settings and their version; the device applies them and reports back.
+async fn read_state(
+    State(context): State<ApiContext>,
+    device: AuthenticatedDevice,
+) -> Result<Json<Value>, ApiError> {
+    let devices = context.store.devices();
+    let now = context.identity.clock.now();
+    devices.seen(&device.device_id, now).await?;
+    let state = devices.state_of(&device.device_id).await?;
+    Ok(Json(json!({
+        "desired": {"version": state.desired_version, "settings": state.desired},
+    })))
+}
+
+/// The device's whole reported state (a JSON object), replacing the last report.
+async fn report_state(
+    State(context): State<ApiContext>,
+    device: AuthenticatedDevice,
+    Json(reported): Json<Value>,
+) -> Result<StatusCode, ApiError> {
+    if !reported.is_object() {
+        return Err(ApiError::BadRequest(
+            "reported state must be a JSON object".into(),
+        ));
+    }
+    let now = context.identity.clock.now();
+    context
+        .store
+        .devices()
+        .report_state(&device.device_id, &reported, now)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The unanswered, unexpired commands for the device, oldest first.
+async fn pending_commands(
+    State(context): State<ApiContext>,
+    device: AuthenticatedDevice,
+) -> Result<Json<Value>, ApiError> {
+    let devices = context.store.devices();
+    let now = context.identity.clock.now();
+    devices.seen(&device.device_id, now).await?;
+    let commands = devices.pending_commands(&device.device_id, now).await?;
+    let items: Vec<Value> = commands
+        .iter()
+        .map(|command| command_json(command, now))
+        .collect();
+    Ok(Json(json!({ "commands": items })))
+}
+
+/// The device's answer to one command (any JSON), accepted once and only while the command lives.
+async fn answer(
+    State(context): State<ApiContext>,
+    device: AuthenticatedDevice,
+    Path(command_id): Path<String>,
+    Json(response): Json<Value>,
+) -> Result<StatusCode, ApiError> {
+    let now = context.identity.clock.now();
+    let outcome = context
+        .store
+        .devices()
+        .answer_command(&device.device_id, &command_id, &response, now)
+        .await?;
+    match outcome {
+        AnswerOutcome::Recorded => {
+            context.devices.command_answers.notify_waiters();
+            Ok(StatusCode::NO_CONTENT)
+        }
+        AnswerOutcome::AlreadyAnswered => Err(ApiError::Conflict(
+            "the command was already answered".into(),
+        )),
+        AnswerOutcome::Expired => Err(ApiError::Conflict(
+            "the command expired before this answer came".into(),
+        )),
+        AnswerOutcome::Unknown => Err(ApiError::NotFound),
+    }
+}
