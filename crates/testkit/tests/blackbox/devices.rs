@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::TestApp;
+use store::DatabaseUrl;
+use testkit::postgres::Cluster;
+use testkit::{TestApp, warden_command};
 
-use crate::oauth::{client_credentials, register_client};
+use crate::oauth::{Registered, client_credentials};
 use crate::oidc::{Client, PASSWORD, discover, token_for};
-use crate::pki::{admin_ok, device_client};
+use crate::pki::device_client;
 
 /// Every scope a person's console token can carry for devices.
 const PERSON_SCOPES: &[&str] = &[
@@ -26,35 +28,104 @@ const PERSON_SCOPES: &[&str] = &[
 /// A Warden with a first-party console client that can ask for every device scope.
 struct Fleet {
     app: TestApp,
-    console: Client,
+    /// Set right after start, once the client is registered.
+    console: Option<Client>,
+    /// The PostgreSQL database the app runs on, which admin commands must use too.
+    database_url: Option<String>,
 }
 
 impl Fleet {
     async fn new() -> Self {
-        let app = TestApp::spawn().await;
-        let out = admin_ok(
-            &app,
-            &[
-                "clients",
-                "create",
-                "--name",
-                "Warden console",
-                "--public",
-                "--first-party",
-                "--scope",
-                &format!("{} admin", PERSON_SCOPES.join(" ")),
-                "--redirect-uri",
-                "http://127.0.0.1/callback",
-            ],
-        );
+        Self::on(TestApp::spawn().await, None).await
+    }
+
+    async fn on_postgres() -> Self {
+        let url = Cluster::shared().create_database().await;
+        let text = match &url {
+            DatabaseUrl::Postgres(text) => text.clone(),
+            DatabaseUrl::Sqlite(_) => unreachable!("the cluster makes PostgreSQL databases"),
+        };
+        Self::on(TestApp::spawn_on(&url).await, Some(text)).await
+    }
+
+    async fn on(app: TestApp, database_url: Option<String>) -> Self {
+        let mut fleet = Self {
+            app,
+            console: None,
+            database_url,
+        };
+        let scopes = format!("{} admin", PERSON_SCOPES.join(" "));
+        let out = fleet.admin(&[
+            "clients",
+            "create",
+            "--name",
+            "Warden console",
+            "--public",
+            "--first-party",
+            "--scope",
+            &scopes,
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+        ]);
         let client_id = out
             .lines()
             .find_map(|line| line.strip_prefix("client_id:"))
             .unwrap()
             .trim()
             .to_owned();
-        let console = discover(&app, &client_id).await;
-        Self { app, console }
+        fleet.console = Some(discover(&fleet.app, &client_id).await);
+        fleet
+    }
+
+    fn console(&self) -> &Client {
+        self.console.as_ref().unwrap()
+    }
+
+    /// `warden admin ARGS` on this app's data directory and database.
+    fn admin(&self, args: &[&str]) -> String {
+        let mut full = vec!["admin"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--data-dir", self.app.data_dir.path().to_str().unwrap()]);
+        let mut command = warden_command(&full);
+        if let Some(url) = &self.database_url {
+            command.env("WARDEN_DATABASE_URL", url);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// A client-credentials token for a new service client with `scopes`.
+    async fn service_token(&self, scopes: &[&str]) -> String {
+        let out = self.admin(&[
+            "clients",
+            "create",
+            "--name",
+            "fleet service",
+            "--scope",
+            &scopes.join(" "),
+        ]);
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        let service = Registered {
+            id: field("client_id:"),
+            secret: field("client_secret:"),
+        };
+        let response = client_credentials(&self.app, &service, &service.secret, scopes)
+            .await
+            .unwrap();
+        oauth2::TokenResponse::access_token(&response)
+            .secret()
+            .clone()
     }
 
     /// Signs `email` up with `role` and returns an access token from the OIDC login.
@@ -64,13 +135,13 @@ impl Fleet {
             StatusCode::SEE_OTHER
         );
         if role != "customer" {
-            admin_ok(&self.app, &["users", "set-role", email, role]);
+            self.admin(&["users", "set-role", email, role]);
         }
         let mut scopes = PERSON_SCOPES.to_vec();
         if role == "admin" {
             scopes.push("admin");
         }
-        token_for(&self.app, &self.console, email, &scopes)
+        token_for(&self.app, self.console(), email, &scopes)
             .await
             .unwrap()
     }
@@ -153,19 +224,16 @@ async fn the_whole_story_from_factory_to_a_revoked_technician() {
     // The maker makes a device with the command line; the bundle holds its secrets and label.
     let factory = tempfile::tempdir().unwrap();
     let out_dir = factory.path().to_str().unwrap();
-    let printed = admin_ok(
-        app,
-        &[
-            "device",
-            "create",
-            "--model",
-            "washer-w500",
-            "--count",
-            "2",
-            "--out",
-            out_dir,
-        ],
-    );
+    let printed = fleet.admin(&[
+        "device",
+        "create",
+        "--model",
+        "washer-w500",
+        "--count",
+        "2",
+        "--out",
+        out_dir,
+    ]);
     let device_id = printed
         .lines()
         .nth(1)
@@ -359,7 +427,15 @@ async fn assert_cell(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subject_and_action_through_the_http_api() {
-    let fleet = Fleet::new().await;
+    subjects_and_actions(Fleet::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subject_and_action_through_the_http_api_on_postgres() {
+    subjects_and_actions(Fleet::on_postgres().await).await;
+}
+
+async fn subjects_and_actions(fleet: Fleet) {
     let admin = fleet.person("root@example.com", "admin").await;
     let devices = fleet.make_devices(&admin, 1).await;
     let device_id = devices[0]["device_id"].as_str().unwrap().to_owned();
@@ -433,18 +509,9 @@ async fn every_subject_and_action_through_the_http_api() {
     );
     fleet.app.clock.advance(Duration::from_secs(61));
     let stranger = fleet.person("stranger@example.com", "customer").await;
-    let service = register_client(&fleet.app, "devices:read devices:write firmware:manage");
-    let service_token = client_credentials(
-        &fleet.app,
-        &service,
-        &service.secret,
-        &["devices:read", "devices:write", "firmware:manage"],
-    )
-    .await
-    .unwrap();
-    let service_token = oauth2::TokenResponse::access_token(&service_token)
-        .secret()
-        .clone();
+    let service_token = fleet
+        .service_token(&["devices:read", "devices:write", "firmware:manage"])
+        .await;
 
     const A: StatusCode = StatusCode::OK;
     const F: StatusCode = StatusCode::FORBIDDEN;
@@ -658,7 +725,7 @@ async fn refusals_change_nothing_and_say_why() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let technician = token_for(
         &fleet.app,
-        &fleet.console,
+        fleet.console(),
         "tech@example.com",
         PERSON_SCOPES,
     )
@@ -695,7 +762,7 @@ async fn refusals_change_nothing_and_say_why() {
     // A token without the scope for an action is refused even for the owner.
     let read_only = token_for(
         &fleet.app,
-        &fleet.console,
+        fleet.console(),
         "owner@example.com",
         &["openid", "devices:read"],
     )
@@ -730,7 +797,15 @@ async fn refusals_change_nothing_and_say_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_reads_settings_reports_state_and_answers_commands_over_mutual_tls() {
-    let fleet = Fleet::new().await;
+    device_side(Fleet::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_side_works_on_postgres() {
+    device_side(Fleet::on_postgres().await).await;
+}
+
+async fn device_side(fleet: Fleet) {
     let app = &fleet.app;
     let admin = fleet.person("root@example.com", "admin").await;
     let devices = fleet.make_devices(&admin, 2).await;
@@ -923,7 +998,7 @@ async fn a_device_reads_settings_reports_state_and_answers_commands_over_mutual_
         .trim()
         .trim_start_matches("serial=")
         .to_lowercase();
-    admin_ok(app, &["certs", "revoke", &serial]);
+    fleet.admin(&["certs", "revoke", &serial]);
     let refused = client
         .get(url("/device/state"))
         .basic_auth(&device_id, Some(&password))
@@ -935,7 +1010,15 @@ async fn a_device_reads_settings_reports_state_and_answers_commands_over_mutual_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_transfer_and_a_new_claim_code() {
-    let fleet = Fleet::new().await;
+    ownership_changes(Fleet::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_and_transfer_work_on_postgres() {
+    ownership_changes(Fleet::on_postgres().await).await;
+}
+
+async fn ownership_changes(fleet: Fleet) {
     let admin = fleet.person("root@example.com", "admin").await;
     let devices = fleet.make_devices(&admin, 1).await;
     let device = &devices[0];
@@ -1047,13 +1130,7 @@ async fn release_transfer_and_a_new_claim_code() {
     assert_eq!(status, StatusCode::CONFLICT);
 
     // A service with authz:check asks about a person's token.
-    let gateway = register_client(&fleet.app, "authz:check");
-    let gateway_token = client_credentials(&fleet.app, &gateway, &gateway.secret, &["authz:check"])
-        .await
-        .unwrap();
-    let gateway_token = oauth2::TokenResponse::access_token(&gateway_token)
-        .secret()
-        .clone();
+    let gateway_token = fleet.service_token(&["authz:check"]).await;
     let (status, answer) = fleet
         .post(
             "/api/v1/authz/check",
