@@ -30,7 +30,7 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route("/device/commands/{command_id}/response", post(answer))
 }
 
-/// A device that proved its certificate and its password.
+/// A device that proved its certificate and its password; the proof also marks it seen.
 #[derive(Debug)]
 pub(crate) struct AuthenticatedDevice {
     pub device_id: DeviceId,
@@ -61,6 +61,8 @@ impl FromRequestParts<ApiContext> for AuthenticatedDevice {
         let password = DevicePassword::from_presented(&password);
         match stored {
             Some(hash) if context.devices.hashers.password_matches(&password, &hash) => {
+                let now = context.identity.clock.now();
+                context.store.devices().seen(&device_id, now).await?;
                 Ok(Self { device_id })
             }
             _ => {
@@ -88,10 +90,7 @@ async fn read_state(
     State(context): State<ApiContext>,
     device: AuthenticatedDevice,
 ) -> Result<Json<Value>, ApiError> {
-    let devices = context.store.devices();
-    let now = context.identity.clock.now();
-    devices.seen(&device.device_id, now).await?;
-    let state = devices.state_of(&device.device_id).await?;
+    let state = context.store.devices().state_of(&device.device_id).await?;
     Ok(Json(json!({
         "desired": {"version": state.desired_version, "settings": state.desired},
     })))
@@ -122,10 +121,12 @@ async fn pending_commands(
     State(context): State<ApiContext>,
     device: AuthenticatedDevice,
 ) -> Result<Json<Value>, ApiError> {
-    let devices = context.store.devices();
     let now = context.identity.clock.now();
-    devices.seen(&device.device_id, now).await?;
-    let commands = devices.pending_commands(&device.device_id, now).await?;
+    let commands = context
+        .store
+        .devices()
+        .pending_commands(&device.device_id, now)
+        .await?;
     let items: Vec<Value> = commands
         .iter()
         .map(|command| command_json(command, now))

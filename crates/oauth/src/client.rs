@@ -4,10 +4,6 @@
 //! server key) is enough to store them: there is nothing to guess, and without the key a stolen
 //! table cannot even be checked against candidates.
 
-use std::fmt;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use model::Timestamp;
 
 use crate::scope::Scopes;
@@ -56,29 +52,7 @@ pub struct Client {
 }
 
 /// A client secret as handed to its owner, once.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientSecret(String);
-
-impl ClientSecret {
-    pub fn generate() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self(URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    pub fn from_presented(text: &str) -> Self {
-        Self(text.to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientSecret(<redacted>)")
-    }
-}
+pub type ClientSecret = tokens::keyed::RandomSecret;
 
 /// Client secrets are hashed under Warden's server key (the root purpose, no derived key).
 pub use tokens::keyed::SecretHasher;

@@ -7,6 +7,14 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// 20 characters of 5 bits: 100 random bits, far beyond guessing even without the throttle.
 const LENGTH: usize = 20;
 
+/// `length` random characters of Crockford's alphabet (5 bits each; 32 divides 256, so taking a
+/// random byte modulo 32 is uniform).
+pub(crate) fn random_base32(length: usize) -> String {
+    (0..length)
+        .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>() % 32)]))
+        .collect()
+}
+
 /// A claim code in its canonical form (20 upper-case Crockford characters, no separators). It is
 /// shown once, grouped for reading (`ABCD-EFGH-…`), and stored only as a keyed hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -22,10 +30,7 @@ pub enum ClaimCodeError {
 
 impl ClaimCode {
     pub fn generate() -> Self {
-        let code = (0..LENGTH)
-            .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>() % 32)]))
-            .collect();
-        Self(code)
+        Self(random_base32(LENGTH))
     }
 
     /// Reads a code as a person types it: any case, with dashes or spaces, and the letters that

@@ -1,37 +1,11 @@
 //! A device's MQTT password, and the keyed hashes its secrets are stored as.
 
-use std::fmt;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokens::keyed::SecretHasher;
+use tokens::keyed::{RandomSecret, SecretHasher};
 
 use crate::ClaimCode;
 
-/// A device's MQTT password: 32 random bytes, base64url. Shown once, in the factory bundle.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DevicePassword(String);
-
-impl DevicePassword {
-    pub fn generate() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self(URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    pub fn from_presented(text: &str) -> Self {
-        Self(text.to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for DevicePassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DevicePassword(<redacted>)")
-    }
-}
+/// A device's MQTT password: shown once, in the factory bundle.
+pub type DevicePassword = RandomSecret;
 
 /// The keyed hashes of device secrets, each under its own key derived from the server key.
 #[derive(Clone, Debug)]

@@ -29,14 +29,10 @@ pub struct FactoryDevice {
     pub bundle: Option<pki::Bundle>,
 }
 
-/// Lower-case Crockford base 32: ids are read off labels too.
-const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-
-/// A random device id: 16 characters (80 bits), so ids cannot be enumerated.
+/// A random device id: 16 lower-case Crockford base-32 characters (80 bits), so ids cannot be
+/// enumerated, and read off a label without confusion.
 pub fn generate_device_id() -> DeviceId {
-    let id: String = (0..16)
-        .map(|_| char::from(ID_ALPHABET[usize::from(rand::random::<u8>() % 32)]))
-        .collect();
+    let id = crate::claim::random_base32(16).to_ascii_lowercase();
     DeviceId::parse(&id).unwrap_or_else(|_| unreachable!("the alphabet is DeviceId-safe"))
 }
 

@@ -516,7 +516,7 @@ impl<'a> Devices<'a> {
         })
     }
 
-    /// Stores the state the device reports (it replaces the last report) and marks it seen.
+    /// Stores the state the device reports; it replaces the last report.
     pub async fn report_state(
         &self,
         device_id: &DeviceId,
@@ -529,7 +529,7 @@ impl<'a> Devices<'a> {
             .bind(device_id.as_str())
             .execute(self.pool)
             .await?;
-        self.seen(device_id, now).await
+        Ok(())
     }
 
     /// Records that the device was heard from.

@@ -7,8 +7,37 @@
 
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+/// A secret Warden makes and hands over once (a client secret, a device password): 32 random
+/// bytes, base64url. Never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RandomSecret(String);
+
+impl RandomSecret {
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The secret as a client presents it, to be checked against a stored hash.
+    pub fn from_presented(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RandomSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RandomSecret(<redacted>)")
+    }
+}
 
 /// Hashes secrets under one server key. [`SecretHasher::for_purpose`] derives independent keys,
 /// so a hash made for one kind of secret never matches another kind.

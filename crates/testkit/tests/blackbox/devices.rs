@@ -15,6 +15,21 @@ use crate::oauth::{Registered, client_credentials};
 use crate::oidc::{Client, PASSWORD, discover, token_for};
 use crate::pki::device_client;
 
+/// A test on SQLite and the same test on PostgreSQL.
+macro_rules! on_both_backends {
+    ($sqlite:ident, $postgres:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $body(Fleet::new().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $body(Fleet::on_postgres().await).await;
+        }
+    };
+}
+
 /// Every scope a person's console token can carry for devices.
 const PERSON_SCOPES: &[&str] = &[
     "openid",
@@ -425,15 +440,11 @@ async fn assert_cell(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_subject_and_action_through_the_http_api() {
-    subjects_and_actions(Fleet::new().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_subject_and_action_through_the_http_api_on_postgres() {
-    subjects_and_actions(Fleet::on_postgres().await).await;
-}
+on_both_backends!(
+    every_subject_and_action_through_the_http_api,
+    every_subject_and_action_through_the_http_api_on_postgres,
+    subjects_and_actions
+);
 
 async fn subjects_and_actions(fleet: Fleet) {
     let admin = fleet.person("root@example.com", "admin").await;
@@ -795,15 +806,11 @@ async fn refusals_change_nothing_and_say_why() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_reads_settings_reports_state_and_answers_commands_over_mutual_tls() {
-    device_side(Fleet::new().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_device_side_works_on_postgres() {
-    device_side(Fleet::on_postgres().await).await;
-}
+on_both_backends!(
+    a_device_reads_settings_reports_state_and_answers_commands_over_mutual_tls,
+    the_device_side_works_on_postgres,
+    device_side
+);
 
 async fn device_side(fleet: Fleet) {
     let app = &fleet.app;
@@ -1008,15 +1015,11 @@ async fn device_side(fleet: Fleet) {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_transfer_and_a_new_claim_code() {
-    ownership_changes(Fleet::new().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_and_transfer_work_on_postgres() {
-    ownership_changes(Fleet::on_postgres().await).await;
-}
+on_both_backends!(
+    release_transfer_and_a_new_claim_code,
+    release_and_transfer_work_on_postgres,
+    ownership_changes
+);
 
 async fn ownership_changes(fleet: Fleet) {
     let admin = fleet.person("root@example.com", "admin").await;
