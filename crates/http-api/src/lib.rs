@@ -12,6 +12,7 @@ mod identity;
 mod layers;
 mod metrics;
 mod oauth;
+mod openapi;
 mod pages;
 mod pki;
 mod throttle;
@@ -73,6 +74,7 @@ pub fn router(context: ApiContext) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(pages::routes())
         .merge(oauth::routes())
+        .merge(openapi::routes())
         .merge(pki::routes())
         .merge(api::routes());
     with_layers(routes, context)

@@ -11,6 +11,7 @@ mod devices;
 mod http;
 mod oauth;
 mod oidc;
+mod openapi;
 mod pki;
 mod readiness;
 mod storage;
