@@ -9,6 +9,7 @@
 
 mod action;
 mod decide;
+pub mod topic;
 
 pub use action::{Action, ActionSet, UnknownAction};
 pub use decide::{
