@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Address of the mutual-TLS listener for devices; overrides `http.device_listen`.
     #[arg(long, value_name = "ADDR")]
     pub device_listen: Option<String>,
+    /// Address of the MQTT-over-TLS listener; overrides `mqtt.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -112,6 +115,9 @@ impl ServeArgs {
         let mut flags = Vec::new();
         if let Some(listen) = &self.listen {
             flags.push(("http.listen", listen.clone()));
+        }
+        if let Some(mqtt) = &self.mqtt_listen {
+            flags.push(("mqtt.listen", mqtt.clone()));
         }
         if let Some(device) = &self.device_listen {
             flags.push(("http.device_listen", device.clone()));

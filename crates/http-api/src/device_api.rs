@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use model::DeviceId;
@@ -44,32 +44,102 @@ impl FromRequestParts<ApiContext> for AuthenticatedDevice {
         context: &ApiContext,
     ) -> Result<Self, Self::Rejection> {
         let certificate = parts.extensions.get::<PeerCertificate>().cloned();
-        let record = presented_record(context, certificate.map(Extension)).await?;
-        let certificate = &record.certificate;
-        if certificate.kind != CertificateKind::Device {
-            return Err(ApiError::Denied("this is for devices' certificates".into()));
-        }
-        let device_id = DeviceId::parse(&certificate.subject)
-            .map_err(|_| ApiError::Internal("an inventory subject does not parse".into()))?;
         let (user, password) = basic_credentials(parts).ok_or(ApiError::Unauthorized)?;
-        if user != device_id.as_str() {
-            return Err(ApiError::Denied(
-                "the user name must be the id in the certificate".into(),
-            ));
+        let device_id = authenticate_device(
+            context,
+            certificate
+                .as_ref()
+                .map(|PeerCertificate(der)| der.as_ref()),
+            &user,
+            &password,
+        )
+        .await?;
+        Ok(Self { device_id })
+    }
+}
+
+/// A device's two credentials, over HTTPS or MQTT: the certificate the TLS handshake verified (in
+/// the inventory, unrevoked, a device certificate) and the password, presented under the
+/// certificate's device id. A success marks the device seen.
+pub async fn authenticate_device(
+    context: &ApiContext,
+    certificate: Option<&[u8]>,
+    user: &str,
+    password: &str,
+) -> Result<DeviceId, ApiError> {
+    let record = presented_record(context, certificate).await?;
+    let certificate = &record.certificate;
+    if certificate.kind != CertificateKind::Device {
+        return Err(ApiError::Denied("this is for devices' certificates".into()));
+    }
+    let device_id = DeviceId::parse(&certificate.subject)
+        .map_err(|_| ApiError::Internal("an inventory subject does not parse".into()))?;
+    if user != device_id.as_str() {
+        return Err(ApiError::Denied(
+            "the user name must be the id in the certificate".into(),
+        ));
+    }
+    let stored = context.store.devices().password_hash(&device_id).await?;
+    let password = DevicePassword::from_presented(password);
+    match stored {
+        Some(hash) if context.devices.hashers.password_matches(&password, &hash) => {
+            let now = context.identity.clock.now();
+            context.store.devices().seen(&device_id, now).await?;
+            Ok(device_id)
         }
-        let stored = context.store.devices().password_hash(&device_id).await?;
-        let password = DevicePassword::from_presented(&password);
-        match stored {
-            Some(hash) if context.devices.hashers.password_matches(&password, &hash) => {
-                let now = context.identity.clock.now();
-                context.store.devices().seen(&device_id, now).await?;
-                Ok(Self { device_id })
-            }
-            _ => {
-                tracing::info!(%device_id, "device password refused");
-                Err(ApiError::Unauthorized)
-            }
+        _ => {
+            tracing::info!(%device_id, "device password refused");
+            Err(ApiError::Unauthorized)
         }
+    }
+}
+
+/// Stores a device's report of its whole state (a JSON object), replacing the last one.
+pub async fn record_report(
+    context: &ApiContext,
+    device_id: &DeviceId,
+    reported: &Value,
+) -> Result<(), ApiError> {
+    if !reported.is_object() {
+        return Err(ApiError::BadRequest(
+            "reported state must be a JSON object".into(),
+        ));
+    }
+    let now = context.identity.clock.now();
+    context
+        .store
+        .devices()
+        .report_state(device_id, reported, now)
+        .await?;
+    Ok(())
+}
+
+/// Records a device's answer to one of its commands, once and only while the command lives, and
+/// wakes the senders waiting on this replica.
+pub async fn record_answer(
+    context: &ApiContext,
+    device_id: &DeviceId,
+    command_id: &str,
+    response: &Value,
+) -> Result<(), ApiError> {
+    let now = context.identity.clock.now();
+    let outcome = context
+        .store
+        .devices()
+        .answer_command(device_id, command_id, response, now)
+        .await?;
+    match outcome {
+        AnswerOutcome::Recorded => {
+            context.devices.command_answers.notify_waiters();
+            Ok(())
+        }
+        AnswerOutcome::AlreadyAnswered => Err(ApiError::Conflict(
+            "the command was already answered".into(),
+        )),
+        AnswerOutcome::Expired => Err(ApiError::Conflict(
+            "the command expired before this answer came".into(),
+        )),
+        AnswerOutcome::Unknown => Err(ApiError::NotFound),
     }
 }
 
@@ -102,17 +172,7 @@ async fn report_state(
     device: AuthenticatedDevice,
     Json(reported): Json<Value>,
 ) -> Result<StatusCode, ApiError> {
-    if !reported.is_object() {
-        return Err(ApiError::BadRequest(
-            "reported state must be a JSON object".into(),
-        ));
-    }
-    let now = context.identity.clock.now();
-    context
-        .store
-        .devices()
-        .report_state(&device.device_id, &reported, now)
-        .await?;
+    record_report(&context, &device.device_id, &reported).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,23 +201,6 @@ async fn answer(
     Path(command_id): Path<String>,
     Json(response): Json<Value>,
 ) -> Result<StatusCode, ApiError> {
-    let now = context.identity.clock.now();
-    let outcome = context
-        .store
-        .devices()
-        .answer_command(&device.device_id, &command_id, &response, now)
-        .await?;
-    match outcome {
-        AnswerOutcome::Recorded => {
-            context.devices.command_answers.notify_waiters();
-            Ok(StatusCode::NO_CONTENT)
-        }
-        AnswerOutcome::AlreadyAnswered => Err(ApiError::Conflict(
-            "the command was already answered".into(),
-        )),
-        AnswerOutcome::Expired => Err(ApiError::Conflict(
-            "the command expired before this answer came".into(),
-        )),
-        AnswerOutcome::Unknown => Err(ApiError::NotFound),
-    }
+    record_answer(&context, &device.device_id, &command_id, &response).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

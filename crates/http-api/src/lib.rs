@@ -27,6 +27,8 @@ use prometheus_client::registry::Registry;
 use store::Store;
 use tower_http::limit::RequestBodyLimitLayer;
 
+pub use api::caller::token_subject;
+pub use device_api::{authenticate_device, record_answer, record_report};
 pub use error::ApiError;
 pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId};
@@ -43,6 +45,28 @@ pub struct DeviceContext {
     pub command_answers: tokio::sync::Notify,
     /// The longest a sender may wait for an answer within one request.
     pub max_command_wait: Duration,
+    /// Where desired settings and commands go to reach devices (the MQTT broker), once it runs.
+    pub messages: std::sync::OnceLock<Arc<dyn DeviceMessages>>,
+}
+
+/// Delivery of what people send to devices: desired settings (retained) and commands. The
+/// composition root provides it (over MQTT); without it, devices fetch both over HTTPS.
+#[async_trait::async_trait]
+pub trait DeviceMessages: Send + Sync + std::fmt::Debug {
+    async fn desired(
+        &self,
+        device_id: &model::DeviceId,
+        version: i64,
+        settings: &serde_json::Value,
+    );
+    async fn command(&self, command: &store::CommandRecord);
+}
+
+impl DeviceContext {
+    /// The delivery channel, if one is set up.
+    pub(crate) fn messages(&self) -> Option<&Arc<dyn DeviceMessages>> {
+        self.messages.get()
+    }
 }
 
 /// Everything the handlers need, built once at start.

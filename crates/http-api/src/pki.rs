@@ -82,7 +82,13 @@ async fn renew(
     certificate: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let record = presented_record(&context, certificate).await?;
+    let record = presented_record(
+        &context,
+        certificate
+            .as_ref()
+            .map(|Extension(PeerCertificate(der))| der.as_ref()),
+    )
+    .await?;
     let pki = &context.pki;
     let now = context.identity.clock.now();
     let current = &record.certificate;
@@ -137,14 +143,14 @@ async fn renew(
 /// The inventory record of the certificate the client presented: required, known and unrevoked.
 pub(crate) async fn presented_record(
     context: &ApiContext,
-    certificate: Option<Extension<PeerCertificate>>,
+    certificate: Option<&[u8]>,
 ) -> Result<store::CertificateRecord, ApiError> {
-    let Some(Extension(PeerCertificate(der))) = certificate else {
+    let Some(der) = certificate else {
         return Err(ApiError::Denied(
             "a certificate from Warden's CA is required".into(),
         ));
     };
-    let record = match pki::serial_of(&der) {
+    let record = match pki::serial_of(der) {
         Some(serial) => context.store.certificates().by_serial(&serial).await?,
         None => None,
     }

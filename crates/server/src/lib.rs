@@ -7,6 +7,7 @@
 pub mod ca;
 pub mod config;
 mod listen;
+mod mqtt;
 pub mod signing;
 mod telemetry;
 pub mod tls;
@@ -57,6 +58,8 @@ pub struct Addresses {
     pub http_redirect: Option<SocketAddr>,
     /// The mutual-TLS listener for devices.
     pub device: Option<SocketAddr>,
+    /// The MQTT broker's TLS listener.
+    pub mqtt: Option<SocketAddr>,
 }
 
 /// A Warden whose listeners are up. Dropping it does not stop it; call [`RunningWarden::shutdown`].
@@ -108,6 +111,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let tls = tls::server_config(server_certificate.clone())?;
     let device_tls =
         tls::device_server_config(server_certificate.clone(), certificate_authority.root_pem())?;
+    let mqtt_tls =
+        tls::mqtt_server_config(server_certificate.clone(), certificate_authority.root_pem())?;
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
     let https = https_listener.local_addr()?;
@@ -115,10 +120,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         bind_optional(settings.redirect_listen, "http.redirect_listen").await?;
     let (device_listener, device) =
         bind_optional(settings.device_listen, "http.device_listen").await?;
+    let (mqtt_listener, mqtt) = bind_optional(settings.mqtt_listen, "mqtt.listen").await?;
     let addresses = Addresses {
         https,
         http_redirect,
         device,
+        mqtt,
     };
     let base_url = format!(
         "https://{}/",
@@ -147,6 +154,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let devices = Arc::new(DeviceContext {
         hashers: registry::DeviceHashers::new(&oauth.secret_hasher),
         command_answers: tokio::sync::Notify::new(),
+        messages: std::sync::OnceLock::new(),
         // A sender waits for an answer within one request, so never as long as the request
         // timeout allows.
         max_command_wait: MAX_COMMAND_WAIT.min(
@@ -207,6 +215,19 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
         settings.shutdown_grace,
     ));
+    if let Some(listener) = mqtt_listener {
+        let authority = Arc::new(mqtt::BrokerAuthority {
+            context: context.clone(),
+        });
+        let (broker, serve) =
+            ::mqtt::Broker::start(listener, mqtt_tls, authority, shutdown.clone()).await?;
+        // Set once, here, before any request can be served.
+        let _ = context
+            .devices
+            .messages
+            .set(Arc::new(mqtt::BrokerMessages { broker }));
+        tasks.spawn(serve);
+    }
     if let Some(listener) = device_listener {
         tasks.spawn(listen::serve_https(
             listener,
@@ -250,7 +271,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
     write_addresses(data_dir, &addresses)?;
-    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, device = ?addresses.device, "Warden is listening");
+    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, device = ?addresses.device, mqtt = ?addresses.mqtt, "Warden is listening");
     Ok(RunningWarden {
         addresses,
         store,
@@ -413,6 +434,9 @@ fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow:
     map.insert("https", addresses.https.to_string());
     if let Some(device) = addresses.device {
         map.insert("device", device.to_string());
+    }
+    if let Some(mqtt) = addresses.mqtt {
+        map.insert("mqtt", mqtt.to_string());
     }
     if let Some(redirect) = addresses.http_redirect {
         map.insert("http_redirect", redirect.to_string());

@@ -158,6 +158,30 @@ pub fn device_server_config(
     config_with(certificate, Some(verifier))
 }
 
+/// The MQTT listener's TLS: the HTTPS side's certificate and cipher policy; client certificates
+/// from Warden's CA are verified when presented (devices) but not required (people and services
+/// log in with an access token).
+pub fn mqtt_server_config(
+    certificate: Arc<ServerCertificate>,
+    client_roots_pem: &str,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(client_roots_pem.as_bytes()) {
+        roots
+            .add(certificate.context("the CA certificate is not PEM")?)
+            .context("the CA certificate cannot be a trust anchor")?;
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+            .allow_unauthenticated()
+            .build()
+            .context("cannot build the client certificate verifier")?;
+    let mut config = Arc::unwrap_or_clone(config_with(certificate, Some(verifier))?);
+    // MQTT clients rarely offer ALPN; none configured accepts those that do, whatever they offer.
+    config.alpn_protocols = Vec::new();
+    Ok(Arc::new(config))
+}
+
 fn config_with(
     certificate: Arc<ServerCertificate>,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,

@@ -542,6 +542,22 @@ impl<'a> Devices<'a> {
         Ok(())
     }
 
+    /// Records a device's MQTT session coming or going; both count as being seen.
+    pub async fn set_online(
+        &self,
+        device_id: &DeviceId,
+        online: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET online = $1, last_seen_at = $2 WHERE device_id = $3")
+            .bind(i64::from(online))
+            .bind(now.unix_millis())
+            .bind(device_id.as_str())
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The device's MQTT password hash, for authenticating it.
     pub async fn password_hash(&self, device_id: &DeviceId) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> =

@@ -39,6 +39,7 @@ impl TestApp {
         };
         config.http.listen = "127.0.0.1:0".into();
         config.http.device_listen = "127.0.0.1:0".into();
+        config.mqtt.listen = "127.0.0.1:0".into();
         config.http.shutdown_grace_seconds = 2;
         // Key changes made by `warden admin keys` in a test are seen at the next request.
         config.oauth.cache_seconds = 0;

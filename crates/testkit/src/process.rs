@@ -62,6 +62,8 @@ impl WardenProcess {
             "127.0.0.1:0",
             "--device-listen",
             "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
         ];
         args.extend_from_slice(extra_args);
         let mut command = warden_command(&args);

@@ -11,8 +11,7 @@ use policy::{Action, DeviceRelation, Subject};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::caller::{Caller, PolicyReader, subject_of};
-use crate::oauth::active_claims;
+use super::caller::{Caller, PolicyReader, token_subject};
 use crate::{ApiContext, ApiError};
 
 #[derive(Deserialize)]
@@ -111,18 +110,11 @@ async fn subject(
     let reader = reader.map_err(|_| {
         ApiError::Denied("asking about another token needs the authz:check scope".into())
     })?;
-    match active_claims(context, token).await? {
-        Ok(claims) => match subject_of(context, &claims).await {
-            Ok(subject) => Ok(Some(subject)),
-            // The token's account was deleted.
-            Err(ApiError::Unauthorized) => Ok(None),
-            Err(error) => Err(error),
-        },
-        Err(why) => {
-            tracing::info!(client_id = %reader.client_id, why, "policy asked about an inactive token");
-            Ok(None)
-        }
+    let subject = token_subject(context, token).await?;
+    if subject.is_none() {
+        tracing::info!(client_id = %reader.client_id, "policy asked about an inactive token");
     }
+    Ok(subject)
 }
 
 fn parse_action(name: &str) -> Result<Action, ApiError> {

@@ -145,6 +145,23 @@ pub(crate) async fn subject_of(
     })
 }
 
+/// The subject an access token speaks for; `None` when the token is not active or its account is
+/// gone. For callers that carry tokens outside an `Authorization` header (the MQTT password, the
+/// check API's `access_token`).
+pub async fn token_subject(context: &ApiContext, token: &str) -> Result<Option<Subject>, ApiError> {
+    match active_claims(context, token).await? {
+        Ok(claims) => match subject_of(context, &claims).await {
+            Ok(subject) => Ok(Some(subject)),
+            Err(ApiError::Unauthorized) => Ok(None),
+            Err(error) => Err(error),
+        },
+        Err(why) => {
+            tracing::info!(why, "inactive token presented");
+            Ok(None)
+        }
+    }
+}
+
 /// The claims of the request's active Bearer access token.
 pub(crate) async fn bearer_claims(
     parts: &Parts,

@@ -5,7 +5,7 @@
 mod admin;
 mod authz;
 mod breached;
-mod caller;
+pub(crate) mod caller;
 mod devices;
 mod factory;
 

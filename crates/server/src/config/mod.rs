@@ -33,7 +33,26 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub oauth: OAuthConfig,
     pub pki: PkiConfig,
+    pub mqtt: MqttConfig,
     pub log: LogConfig,
+}
+
+/// The built-in MQTT broker.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Address of the MQTT-over-TLS listener, as IP:PORT. Devices present their certificate from
+    /// Warden's CA and their password (user name: the device id); people and services present an
+    /// access token as the password. Port 0 picks a free port. Empty: no broker.
+    pub listen: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8883".to_owned(),
+        }
+    }
 }
 
 /// Warden's certificate authority for devices and services.
@@ -205,6 +224,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             oauth: OAuthConfig::default(),
             pki: PkiConfig::default(),
+            mqtt: MqttConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -260,6 +280,8 @@ pub struct Settings {
     pub https_listen: SocketAddr,
     pub redirect_listen: Option<SocketAddr>,
     pub device_listen: Option<SocketAddr>,
+    /// The MQTT broker's listener; `None`: no broker.
+    pub mqtt_listen: Option<SocketAddr>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -371,6 +393,18 @@ impl Config {
             return Err(invalid(
                 "http.device_listen",
                 "must differ from http.listen and http.redirect_listen",
+            ));
+        }
+        let mqtt_listen = optional(&self.mqtt.listen)
+            .map(|value| address("mqtt.listen", value))
+            .transpose()?;
+        if let Some(mqtt) = mqtt_listen
+            && mqtt.port() != 0
+            && [Some(https_listen), redirect_listen, device_listen].contains(&Some(mqtt))
+        {
+            return Err(invalid(
+                "mqtt.listen",
+                "must differ from the HTTP listeners' addresses",
             ));
         }
         let max_body_bytes =
@@ -495,6 +529,7 @@ impl Config {
             https_listen,
             redirect_listen,
             device_listen,
+            mqtt_listen,
             max_body_bytes,
             request_timeout,
             shutdown_grace,

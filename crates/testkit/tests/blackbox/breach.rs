@@ -235,6 +235,8 @@ fn a_damaged_filter_stops_the_start_with_a_clear_message() {
         "127.0.0.1:0",
         "--device-listen",
         "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
     ])
     .env("WARDEN_ACCOUNTS_BREACHED_FILTER", &filter)
     .output()

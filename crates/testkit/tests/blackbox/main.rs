@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod devices;
 mod http;
+mod mqtt;
 mod oauth;
 mod oidc;
 mod openapi;

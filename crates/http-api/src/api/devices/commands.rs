@@ -74,6 +74,9 @@ pub(crate) async fn send(
         .insert_command(&access.permit, &command)
         .await?;
     tracing::info!(subject = %access.subject(), device_id = %command.device_id, command = %command.name, command_id = %command.command_id, "command sent");
+    if let Some(messages) = context.devices.messages() {
+        messages.command(&command).await;
+    }
     let wait = Duration::from_secs(request.wait_seconds).min(ttl);
     let command = if wait.is_zero() {
         command

@@ -61,6 +61,11 @@ pub(crate) async fn write_desired(
     {
         Ok(version) => {
             tracing::info!(subject = %access.subject(), device_id = %access.device.device_id, version, "desired settings written");
+            if let Some(messages) = context.devices.messages() {
+                messages
+                    .desired(&access.device.device_id, version, &settings)
+                    .await;
+            }
             let body = json!({"version": version, "settings": settings});
             Ok(with_etag(Json(body).into_response(), version))
         }

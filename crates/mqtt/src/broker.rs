@@ -1,0 +1,180 @@
+//! Starting, using and stopping the embedded broker.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use rmqtt::codec::types::QoS;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::Type;
+use rmqtt::net::Builder;
+use rmqtt::retain::DefaultRetainStorage;
+use rmqtt::server::MqttServer;
+use rmqtt::session::SessionState;
+use rmqtt::types::{ClientId, CodecPublish, From, Id};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::Authority;
+use crate::hooks::Hooks;
+use crate::retain::MemoryRetain;
+use crate::terminate::{self, Peers};
+
+/// The id of rmqtt's loopback listener behind the TLS terminator.
+const BACKEND_LISTENER: u16 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("the MQTT broker cannot listen on loopback: {0}")]
+    Listen(String),
+    #[error("the MQTT broker cannot publish: {0}")]
+    Publish(String),
+}
+
+/// A running broker. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    context: ServerContext,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Serves MQTT over TLS on `listener` until `shutdown`; the returned future is the server and
+    /// must be polled (spawn it). Clients authenticate in the TLS handshake (devices) and in
+    /// CONNECT (everyone), as `authority` decides.
+    pub async fn start(
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        authority: Arc<dyn Authority>,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), BrokerError> {
+        // The busy check would refuse CONNECTs whenever the machine's CPU is loaded.
+        let context = ServerContext::new().busy_check_enable(false).build().await;
+        *context.extends.retain_mut().await = Box::new(MemoryRetain(DefaultRetainStorage::new()));
+        let peers = Arc::new(Peers::default());
+        let registration = context.extends.hook_mgr().register();
+        for kind in [
+            Type::ClientAuthenticate,
+            Type::ClientConnected,
+            Type::ClientDisconnected,
+            Type::SessionTerminated,
+            Type::ClientSubscribeCheckAcl,
+            Type::MessagePublishCheckAcl,
+        ] {
+            registration
+                .add(kind, Box::new(Hooks::new(authority.clone(), peers.clone())))
+                .await;
+        }
+        registration.start().await;
+        let backend = Builder::new()
+            .name("warden/mqtt-backend")
+            .laddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            // Without this, a CONNECT without a user name would skip the authentication hook.
+            .allow_anonymous(false)
+            .bind()
+            .and_then(|builder| builder.tcp())
+            .map_err(|error| BrokerError::Listen(error.to_string()))?;
+        let backend_address = backend
+            .local_addr()
+            .map_err(|error| BrokerError::Listen(error.to_string()))?;
+        let server = MqttServer::new(context.clone())
+            .listener_by_id(backend, BACKEND_LISTENER)
+            .build();
+        let broker = Self {
+            context: context.clone(),
+        };
+        let stopping = broker.clone();
+        let serve = async move {
+            let mut rmqtt = tokio::spawn(async move {
+                if let Err(error) = server.run().await {
+                    tracing::error!(%error, "the MQTT broker stopped");
+                }
+            });
+            let front = terminate::run(
+                listener,
+                TlsAcceptor::from(tls),
+                backend_address,
+                peers,
+                shutdown.clone(),
+            );
+            tokio::select! {
+                () = front => {}
+                _ = &mut rmqtt => {}
+            }
+            // rmqtt has no shutdown of its own: its accept loop is stopped, and every session
+            // closed, so no connection task outlives Warden's shutdown.
+            rmqtt.abort();
+            let _ = rmqtt.await;
+            stopping.disconnect_all().await;
+        };
+        Ok((broker, serve))
+    }
+
+    /// Publishes from Warden itself (no client, so no authorization hook runs), at QoS 1.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), BrokerError> {
+        let message = CodecPublish {
+            dup: false,
+            retain,
+            qos: QoS::AtLeastOnce,
+            topic: topic.into(),
+            packet_id: None,
+            payload: payload.into(),
+            properties: None,
+        };
+        let message = rmqtt::types::Publish::new(
+            Box::new(message),
+            None,
+            None,
+            Some(rmqtt::utils::timestamp_millis()),
+        );
+        let from = From::from_system(Id::from(
+            self.context.node.id(),
+            ClientId::from_static("warden"),
+        ));
+        SessionState::forwards(&self.context, from, message, false, None)
+            .await
+            .map_err(|error| BrokerError::Publish(error.to_string()))
+    }
+
+    /// Closes the session of `client_id`, if there is one (for revocations).
+    pub async fn disconnect(&self, client_id: &str) -> bool {
+        let mut entry = self
+            .context
+            .extends
+            .shared()
+            .await
+            .entry(Id::from(self.context.node.id(), ClientId::from(client_id)));
+        if entry.session().is_none() {
+            return false;
+        }
+        entry.kick(true, true, true).await.is_ok()
+    }
+
+    async fn disconnect_all(&self) {
+        let client_ids: Vec<String> = self
+            .context
+            .extends
+            .shared()
+            .await
+            .iter()
+            .filter_map(|entry| {
+                entry
+                    .session()
+                    .map(|session| session.id.client_id.to_string())
+            })
+            .collect();
+        for client_id in client_ids {
+            self.disconnect(&client_id).await;
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Warden's built-in MQTT broker: the rmqtt broker embedded as a library, behind TLS that Warden
+//! terminates itself, with every CONNECT, SUBSCRIBE and PUBLISH decided through the `policy` crate
+//! by way of an [`Authority`] the composition root provides.
+//!
+//! Why terminate TLS here: rmqtt's own TLS listener reads keys from files, hard-wires its crypto
+//! backend and protocol versions, and shows its hooks only the certificate's common name. Warden's
+//! rustls configuration (same cipher policy as HTTPS, client certificates from Warden's CA) accepts
+//! the connection, and the plain bytes go to an rmqtt listener on a loopback port; the connection's
+//! local address on that port names the verified certificate for the authentication hook. A
+//! process that connects to the loopback port directly has no such entry and is refused.
+//!
+//! The broker is written by others (rmqtt); this crate is the adapter: [`Authority`] is broker-neutral,
+//! so another broker could sit behind the same interface.
+
+mod broker;
+mod hooks;
+mod retain;
+mod terminate;
+
+use async_trait::async_trait;
+use model::{DeviceId, Timestamp};
+use policy::DeviceRelation;
+use policy::topic::{DeviceTopic, MqttClient};
+
+pub use broker::{Broker, BrokerError};
+
+/// What a client presented in its CONNECT and its TLS handshake.
+#[derive(Debug)]
+pub struct Hello<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+    /// The DER of the client certificate the handshake verified against Warden's CA.
+    pub certificate: Option<&'a [u8]>,
+}
+
+/// What the broker asks Warden. Errors inside (a database that does not answer) must come back as
+/// refusals: the broker denies whatever it cannot decide.
+#[async_trait]
+pub trait Authority: Send + Sync + 'static {
+    /// Who is connecting, or `None` to refuse.
+    async fn authenticate(&self, hello: Hello<'_>) -> Option<MqttClient>;
+    /// The owner and grants of a device, `None` when it is not in the registry.
+    async fn relation(&self, device_id: &DeviceId) -> Option<DeviceRelation>;
+    fn now(&self) -> Timestamp;
+    /// A message the policy let in, before it is passed on to subscribers.
+    async fn accepted(&self, client: &MqttClient, topic: &DeviceTopic, payload: &[u8]);
+    /// A device's session came up or went away.
+    async fn presence(&self, device_id: &DeviceId, online: bool);
+}

@@ -1,0 +1,149 @@
+//! The built-in MQTT broker wired to the rest of Warden: who connects (a device by certificate and
+//! password, a person or service by access token), the registry's facts for the policy, what the
+//! broker lets in (reported state, command answers), presence, and delivery of desired settings
+//! and commands from the HTTP API to devices.
+
+use async_trait::async_trait;
+use http_api::{ApiContext, DeviceMessages};
+use model::{DeviceId, Timestamp};
+use mqtt::{Authority, Broker, Hello};
+use policy::DeviceRelation;
+use policy::topic::{DeviceTopic, MqttClient, TopicKind};
+use serde_json::{Value, json};
+use store::CommandRecord;
+
+/// Answers the broker's questions from the API's context (the same store, keys and caches).
+#[derive(Debug)]
+pub(crate) struct BrokerAuthority {
+    pub context: ApiContext,
+}
+
+#[async_trait]
+impl Authority for BrokerAuthority {
+    async fn authenticate(&self, hello: Hello<'_>) -> Option<MqttClient> {
+        let password = std::str::from_utf8(hello.password?).ok()?;
+        if let Some(certificate) = hello.certificate {
+            // A certificate makes it a device: the id in it must be the user name and client id.
+            let user = hello.username?;
+            if user != hello.client_id {
+                return None;
+            }
+            return http_api::authenticate_device(&self.context, Some(certificate), user, password)
+                .await
+                .map_err(|error| tracing::info!(%error, "MQTT device refused"))
+                .ok()
+                .map(MqttClient::Device);
+        }
+        match http_api::token_subject(&self.context, password).await {
+            Ok(subject) => subject.map(MqttClient::Subject),
+            Err(error) => {
+                tracing::warn!(%error, "cannot check an MQTT client's token");
+                None
+            }
+        }
+    }
+
+    async fn relation(&self, device_id: &DeviceId) -> Option<DeviceRelation> {
+        match self
+            .context
+            .store
+            .devices()
+            .relation(device_id, self.now())
+            .await
+        {
+            Ok(found) => found.map(|(_, relation)| relation),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a device for an MQTT decision; denied");
+                None
+            }
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.context.identity.clock.now()
+    }
+
+    async fn accepted(&self, client: &MqttClient, topic: &DeviceTopic, payload: &[u8]) {
+        let MqttClient::Device(device_id) = client else {
+            return;
+        };
+        let recorded = match topic.kind {
+            TopicKind::StateReported => match serde_json::from_slice::<Value>(payload) {
+                Ok(reported) => http_api::record_report(&self.context, device_id, &reported)
+                    .await
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(format!("reported state is not JSON: {error}")),
+            },
+            TopicKind::CommandResponse => match serde_json::from_slice::<Value>(payload) {
+                Ok(answer) => match answer["command_id"].as_str() {
+                    Some(command_id) => http_api::record_answer(
+                        &self.context,
+                        device_id,
+                        command_id,
+                        &answer["response"],
+                    )
+                    .await
+                    .map_err(|error| error.to_string()),
+                    None => Err("a command response needs its command_id".to_owned()),
+                },
+                Err(error) => Err(format!("a command response is not JSON: {error}")),
+            },
+            // Events are stored by the events part; presence and OTA status follow with theirs.
+            _ => Ok(()),
+        };
+        if let Err(why) = recorded {
+            tracing::info!(%device_id, %topic, why, "device message not recorded");
+        }
+    }
+
+    async fn presence(&self, device_id: &DeviceId, online: bool) {
+        let now = self.now();
+        if let Err(error) = self
+            .context
+            .store
+            .devices()
+            .set_online(device_id, online, now)
+            .await
+        {
+            tracing::warn!(%error, %device_id, "cannot record presence");
+        }
+    }
+}
+
+/// Delivers desired settings (retained, so a device that connects later gets the latest) and
+/// commands to devices through the broker.
+#[derive(Debug)]
+pub(crate) struct BrokerMessages {
+    pub broker: Broker,
+}
+
+impl BrokerMessages {
+    async fn publish(&self, topic: String, payload: Value, retain: bool) {
+        if let Err(error) = self
+            .broker
+            .publish(&topic, payload.to_string().into_bytes(), retain)
+            .await
+        {
+            tracing::warn!(%error, %topic, "cannot publish to devices");
+        }
+    }
+}
+
+#[async_trait]
+impl DeviceMessages for BrokerMessages {
+    async fn desired(&self, device_id: &DeviceId, version: i64, settings: &Value) {
+        let topic = format!("devices/{device_id}/state/desired");
+        let payload = json!({"version": version, "settings": settings});
+        self.publish(topic, payload, true).await;
+    }
+
+    async fn command(&self, command: &CommandRecord) {
+        let topic = format!("devices/{}/commands/{}", command.device_id, command.name);
+        let payload = json!({
+            "command_id": command.command_id,
+            "payload": command.payload,
+            "expires_at": command.expires_at.to_rfc3339(),
+        });
+        self.publish(topic, payload, false).await;
+    }
+}

@@ -1,0 +1,349 @@
+//! The built-in MQTT broker through `rumqttc`, a client library written by others: devices with
+//! their certificate and password, people with an access token, every connect, subscription and
+//! publish decided by the policy, and settings and commands between the HTTP API and devices.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS,
+    SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+
+use crate::devices::Fleet;
+
+/// TLS for a client: trusts Warden's CA, and presents `identity` (certificate chain and key PEM)
+/// when given. rustls with its ring provider, chosen explicitly.
+fn tls(fleet: &Fleet, identity: Option<(&str, &str)>) -> TlsConfiguration {
+    let ca = std::fs::read(&fleet.app.warden.tls_files.ca_cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(chain.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    TlsConfiguration::Rustls(Arc::new(config))
+}
+
+/// A client of the broker; `None` and the refusal when the CONNECT is not accepted.
+async fn connect(
+    fleet: &Fleet,
+    client_id: &str,
+    credentials: (&str, &str),
+    identity: Option<(&str, &str)>,
+) -> Result<(AsyncClient, EventLoop), String> {
+    let address = fleet.app.warden.addresses.mqtt.unwrap();
+    let mut options = MqttOptions::new(client_id, "localhost", address.port());
+    options.set_credentials(credentials.0, credentials.1);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_transport(Transport::Tls(tls(fleet, identity)));
+    let (client, mut events) = AsyncClient::new(options, 16);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                return if ack.code == ConnectReturnCode::Success {
+                    Ok((client, events))
+                } else {
+                    Err(format!("{:?}", ack.code))
+                };
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err("no CONNACK".into()),
+        }
+    }
+}
+
+/// The next packet the client receives that `pick` wants.
+async fn next<T>(events: &mut EventLoop, mut pick: impl FnMut(Packet) -> Option<T>) -> T {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.poll())
+            .await
+            .expect("nothing arrived in 10 s")
+            .expect("the connection failed");
+        if let Event::Incoming(packet) = event
+            && let Some(found) = pick(packet)
+        {
+            return found;
+        }
+    }
+}
+
+async fn subscribe(client: &AsyncClient, events: &mut EventLoop, filters: &[&str]) -> Vec<bool> {
+    client
+        .subscribe_many(
+            filters.iter().map(|filter| {
+                rumqttc::SubscribeFilter::new((*filter).to_owned(), QoS::AtLeastOnce)
+            }),
+        )
+        .await
+        .unwrap();
+    next(events, |packet| match packet {
+        Packet::SubAck(ack) => Some(
+            ack.return_codes
+                .iter()
+                .map(|code| matches!(code, SubscribeReasonCode::Success(_)))
+                .collect(),
+        ),
+        _ => None,
+    })
+    .await
+}
+
+/// A device's certificate chain and key from the maker's API answer.
+fn identity(device: &Value) -> (&str, &str) {
+    (
+        device["certificate_pem"].as_str().unwrap(),
+        device["private_key_pem"].as_str().unwrap(),
+    )
+}
+
+fn id(device: &Value) -> &str {
+    device["device_id"].as_str().unwrap()
+}
+
+fn password(device: &Value) -> &str {
+    device["mqtt_password"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_talks_mqtt_with_its_certificate_and_password() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 2).await;
+    let (washer, other) = (&devices[0], &devices[1]);
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, washer).await.0, StatusCode::OK);
+
+    // Refusals: wrong password, another device's id, no certificate.
+    let wrong = connect(
+        &fleet,
+        id(washer),
+        (id(washer), "wrong"),
+        Some(identity(washer)),
+    )
+    .await;
+    assert!(wrong.is_err(), "a wrong password was accepted");
+    let borrowed = connect(
+        &fleet,
+        id(other),
+        (id(other), password(other)),
+        Some(identity(washer)),
+    )
+    .await;
+    assert!(
+        borrowed.is_err(),
+        "another device's id was accepted with this certificate"
+    );
+    let bare = connect(&fleet, id(washer), (id(washer), password(washer)), None).await;
+    assert!(
+        bare.is_err(),
+        "a device without its certificate was accepted"
+    );
+
+    let (device, mut events) = connect(
+        &fleet,
+        id(washer),
+        (id(washer), password(washer)),
+        Some(identity(washer)),
+    )
+    .await
+    .unwrap();
+    let (_, detail) = fleet
+        .get(&format!("/api/v1/devices/{}", id(washer)), &owner)
+        .await;
+    assert_eq!(detail["online"], true, "{detail}");
+
+    // Its own topics only; a refusal is per filter, the others are granted.
+    let own = format!("devices/{}/state/desired", id(washer));
+    let commands = format!("devices/{}/commands/+", id(washer));
+    let foreign = format!("devices/{}/state/desired", id(other));
+    let granted = subscribe(
+        &device,
+        &mut events,
+        &[&own, &foreign, &commands, "devices/+/events"],
+    )
+    .await;
+    assert_eq!(granted, [true, false, true, false]);
+
+    // Settings written over HTTP arrive, retained, with their version.
+    let (status, _) = fleet
+        .call(
+            Method::PUT,
+            &format!("/api/v1/devices/{}/state/desired", id(washer)),
+            &owner,
+            Some(json!({"temperature": 40})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let desired: Value = next(&mut events, |packet| match packet {
+        Packet::Publish(message) if message.topic == own => {
+            serde_json::from_slice(&message.payload).ok()
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        desired,
+        json!({"version": 1, "settings": {"temperature": 40}})
+    );
+
+    // The device reports; the owner sees the report and an empty delta.
+    device
+        .publish(
+            format!("devices/{}/state/reported", id(washer)),
+            QoS::AtLeastOnce,
+            false,
+            json!({"temperature": 40}).to_string(),
+        )
+        .await
+        .unwrap();
+    next(&mut events, |packet| {
+        matches!(packet, Packet::PubAck(_)).then_some(())
+    })
+    .await;
+    let (_, state) = fleet
+        .get(&format!("/api/v1/devices/{}/state", id(washer)), &owner)
+        .await;
+    assert_eq!(
+        state["reported"]["state"],
+        json!({"temperature": 40}),
+        "{state}"
+    );
+    assert_eq!(state["delta"], json!({}));
+
+    // A command over HTTP reaches the device, whose answer over MQTT ends the sender's wait.
+    let path = format!("/api/v1/devices/{}/commands", id(washer));
+    let sender = {
+        let client = fleet.app.client.clone();
+        let url = fleet.app.url(&path);
+        let owner = owner.clone();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(owner)
+                .json(&json!({"name": "start", "payload": {"program": "eco"}, "wait_seconds": 20}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let command: Value = next(&mut events, |packet| match packet {
+        Packet::Publish(message) if message.topic.ends_with("/commands/start") => {
+            serde_json::from_slice(&message.payload).ok()
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(command["payload"], json!({"program": "eco"}));
+    device
+        .publish(
+            format!("devices/{}/commands/start/response", id(washer)),
+            QoS::AtLeastOnce,
+            false,
+            json!({"command_id": command["command_id"], "response": {"started": true}}).to_string(),
+        )
+        .await
+        .unwrap();
+    let answered = tokio::spawn(async move {
+        loop {
+            let _ = events.poll().await;
+        }
+    });
+    let result = sender.await.unwrap();
+    assert_eq!(result["status"], "answered", "{result}");
+    assert_eq!(result["response"], json!({"started": true}));
+    answered.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_use_only_the_topics_of_their_devices_with_their_token() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let washer = &devices[0];
+    let owner = fleet.person("owner@example.com", "customer").await;
+    let stranger = fleet.person("stranger@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, washer).await.0, StatusCode::OK);
+
+    let refused = connect(
+        &fleet,
+        "app-bad",
+        ("owner@example.com", "not a token"),
+        None,
+    )
+    .await;
+    assert!(refused.is_err());
+
+    let reported = format!("devices/{}/state/reported", id(washer));
+    let events_topic = format!("devices/{}/events", id(washer));
+    let desired = format!("devices/{}/state/desired", id(washer));
+    let (app, mut app_events) = connect(&fleet, "app-owner", ("owner@example.com", &owner), None)
+        .await
+        .unwrap();
+    let granted = subscribe(
+        &app,
+        &mut app_events,
+        &[&reported, &events_topic, &desired, "devices/+/events", "#"],
+    )
+    .await;
+    assert_eq!(granted, [true, true, false, false, false]);
+    let (other, mut other_events) = connect(
+        &fleet,
+        "app-stranger",
+        ("stranger@example.com", &stranger),
+        None,
+    )
+    .await
+    .unwrap();
+    let granted = subscribe(&other, &mut other_events, &[&reported, &events_topic]).await;
+    assert_eq!(granted, [false, false]);
+
+    // The device's events reach its owner.
+    let (device, mut device_events) = connect(
+        &fleet,
+        id(washer),
+        (id(washer), password(washer)),
+        Some(identity(washer)),
+    )
+    .await
+    .unwrap();
+    device
+        .publish(&events_topic, QoS::AtLeastOnce, false, r#"{"door":"open"}"#)
+        .await
+        .unwrap();
+    let pump = tokio::spawn(async move {
+        loop {
+            let _ = device_events.poll().await;
+        }
+    });
+    let received = next(&mut app_events, |packet| match packet {
+        Packet::Publish(message) if message.topic == events_topic => Some(message.payload),
+        _ => None,
+    })
+    .await;
+    assert_eq!(&received[..], br#"{"door":"open"}"#);
+    pump.abort();
+}
