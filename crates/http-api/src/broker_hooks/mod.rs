@@ -104,7 +104,8 @@ pub(crate) fn present(value: Option<&str>) -> Option<&str> {
 /// A user name (or, without one, the client id) naming a registered device makes the client
 /// that device, provided the password is the device's, the client id is the device id and the
 /// certificate identity, when forwarded, names it too. Otherwise the password must be an active
-/// access token, and the client is its bearer as the policy sees them.
+/// access token, under a client id that is no device's, and the client is its bearer as the
+/// policy sees them.
 pub(crate) async fn connect(
     context: &ApiContext,
     credentials: &Credentials<'_>,
@@ -153,6 +154,15 @@ pub(crate) async fn connect(
             context.store.devices().seen(&device_id, now).await?;
             (Proof::Device(device_id), Admitted { expires_at: None })
         }
+        // A device's id as the client id is the device's alone: taking it would take over the
+        // device's session at the broker.
+        None if is_registered_device(context, client_id).await? => {
+            tracing::info!(
+                client_id,
+                "broker hooks: a device's client id under another user name was refused"
+            );
+            return Ok(None);
+        }
         None => match bearer(context, password).await? {
             Some((_, expires_at)) => (
                 Proof::Token(password.to_owned()),
@@ -171,6 +181,13 @@ pub(crate) async fn connect(
         },
     );
     Ok(Some(admitted))
+}
+
+async fn is_registered_device(context: &ApiContext, client_id: &str) -> Result<bool, ApiError> {
+    Ok(match DeviceId::parse(client_id) {
+        Ok(device_id) => context.store.devices().get(&device_id).await?.is_some(),
+        Err(_) => false,
+    })
 }
 
 /// The bearer of an active access token as the policy sees them, and the token's expiry.

@@ -370,6 +370,12 @@ async fn the_broker_hooks_answer_connects_publishes_and_subscriptions_from_the_t
             .await
     );
     assert!(
+        !broker
+            .register(&device_id, "owner@example.com", &owner)
+            .await,
+        "a device's client id is the device's alone"
+    );
+    assert!(
         broker
             .register("owner-phone", "owner@example.com", &owner)
             .await
