@@ -41,8 +41,8 @@ const PERSON_SCOPES: &[&str] = &[
 ];
 
 /// A Warden with a first-party console client that can ask for every device scope.
-struct Fleet {
-    app: TestApp,
+pub(crate) struct Fleet {
+    pub(crate) app: TestApp,
     /// Set right after start, once the client is registered.
     console: Option<Client>,
     /// The PostgreSQL database the app runs on, which admin commands must use too.
@@ -50,7 +50,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::on(TestApp::spawn().await, None).await
     }
 
@@ -97,7 +97,7 @@ impl Fleet {
     }
 
     /// `warden admin ARGS` on this app's data directory and database.
-    fn admin(&self, args: &[&str]) -> String {
+    pub(crate) fn admin(&self, args: &[&str]) -> String {
         let mut full = vec!["admin"];
         full.extend_from_slice(args);
         full.extend_from_slice(&["--data-dir", self.app.data_dir.path().to_str().unwrap()]);
@@ -144,7 +144,7 @@ impl Fleet {
     }
 
     /// Signs `email` up with `role` and returns an access token from the OIDC login.
-    async fn person(&self, email: &str, role: &str) -> String {
+    pub(crate) async fn person(&self, email: &str, role: &str) -> String {
         assert_eq!(
             self.app.signup(email, PASSWORD).await.status(),
             StatusCode::SEE_OTHER
@@ -161,7 +161,7 @@ impl Fleet {
             .unwrap()
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -194,7 +194,7 @@ impl Fleet {
     }
 
     /// Devices made through the admin API, with their secrets.
-    async fn make_devices(&self, admin: &str, count: usize) -> Vec<Value> {
+    pub(crate) async fn make_devices(&self, admin: &str, count: usize) -> Vec<Value> {
         let (status, body) = self
             .post(
                 "/api/v1/admin/devices",
@@ -206,7 +206,7 @@ impl Fleet {
         body["devices"].as_array().unwrap().clone()
     }
 
-    async fn claim(&self, token: &str, device: &Value) -> (StatusCode, Value) {
+    pub(crate) async fn claim(&self, token: &str, device: &Value) -> (StatusCode, Value) {
         self.post(
             "/api/v1/devices/claim",
             token,
@@ -215,7 +215,7 @@ impl Fleet {
         .await
     }
 
-    async fn grant(
+    pub(crate) async fn grant(
         &self,
         owner: &str,
         device_id: &str,
