@@ -5,6 +5,7 @@
 //! sockets and reads no files.
 
 mod api;
+mod broker_hooks;
 mod device_api;
 mod error;
 mod health;
@@ -28,6 +29,7 @@ use store::Store;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use api::caller::token_subject;
+pub use broker_hooks::BrokerSessions;
 pub use device_api::{authenticate_device, record_answer, record_report};
 pub use error::ApiError;
 pub use identity::Identity;
@@ -45,6 +47,8 @@ pub struct DeviceContext {
     pub command_answers: tokio::sync::Notify,
     /// The longest a sender may wait for an answer within one request.
     pub max_command_wait: Duration,
+    /// The MQTT connections this replica let in through the broker hooks.
+    pub broker_sessions: BrokerSessions,
     /// Where desired settings and commands go to reach devices (the MQTT broker), once it runs.
     pub messages: std::sync::OnceLock<Arc<dyn DeviceMessages>>,
 }
@@ -105,9 +109,13 @@ pub fn router(context: ApiContext) -> Router {
 }
 
 /// What the device listener serves: only requests from clients that proved a certificate from
-/// Warden's CA during the handshake (see `server::tls::device_server_config`).
+/// Warden's CA during the handshake (see `server::tls::device_server_config`). The broker hooks
+/// are here, never on the main listener, because only the broker's certificate may call them.
 pub fn device_router(context: ApiContext) -> Router {
-    with_layers(pki::device_routes().merge(device_api::routes()), context)
+    let routes = pki::device_routes()
+        .merge(device_api::routes())
+        .merge(broker_hooks::routes());
+    with_layers(routes, context)
 }
 
 fn with_layers(routes: Router<ApiContext>, context: ApiContext) -> Router {

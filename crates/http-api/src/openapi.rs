@@ -34,8 +34,9 @@ mod tests {
     const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
     /// The source of every router whose routes the document describes.
-    const ROUTERS: [(&str, &str); 4] = [
+    const ROUTERS: [(&str, &str); 5] = [
         ("api/mod.rs", include_str!("api/mod.rs")),
+        ("broker_hooks/mod.rs", include_str!("broker_hooks/mod.rs")),
         ("api/devices/mod.rs", include_str!("api/devices/mod.rs")),
         ("device_api.rs", include_str!("device_api.rs")),
         ("pki.rs", include_str!("pki.rs")),
@@ -138,7 +139,7 @@ mod tests {
     fn every_path_literal_in_the_routers_is_documented() {
         let document = document();
         let paths = document["paths"].as_object().expect("paths is an object");
-        for prefix in ["/api/v1/", "/device/"] {
+        for prefix in ["/api/v1/", "/device/", "/hooks/"] {
             let mut found = 0;
             for (file, source) in ROUTERS {
                 for path in literals_starting(source, prefix) {
@@ -219,7 +220,9 @@ mod tests {
         let document = document();
         let paths = document["paths"].as_object().expect("paths is an object");
         for (path, item) in paths {
-            let on_device_listener = path.starts_with("/device/") || path == "/certificate/renew";
+            let on_device_listener = path.starts_with("/device/")
+                || path.starts_with("/hooks/")
+                || path == "/certificate/renew";
             assert_eq!(
                 item.get("servers").is_some(),
                 on_device_listener,

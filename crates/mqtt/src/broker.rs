@@ -58,6 +58,7 @@ impl Broker {
         *context.extends.retain_mut().await = Box::new(MemoryRetain(DefaultRetainStorage::new()));
         let peers = Arc::new(Peers::default());
         let registration = context.extends.hook_mgr().register();
+        let hooks = Hooks::new(authority, peers.clone());
         for kind in [
             Type::ClientAuthenticate,
             Type::ClientConnected,
@@ -66,9 +67,7 @@ impl Broker {
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
         ] {
-            registration
-                .add(kind, Box::new(Hooks::new(authority.clone(), peers.clone())))
-                .await;
+            registration.add(kind, Box::new(hooks.clone())).await;
         }
         registration.start().await;
         let backend = Builder::new()

@@ -18,6 +18,8 @@ use crate::{Authority, Hello};
 /// Who each session is, by client id, from its authentication to its end.
 type Sessions = Mutex<HashMap<String, MqttClient>>;
 
+/// One value serves every hook kind (rmqtt takes a handler per kind; clones share their state).
+#[derive(Clone)]
 pub(crate) struct Hooks {
     authority: Arc<dyn Authority>,
     peers: Arc<Peers>,

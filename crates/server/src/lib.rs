@@ -24,8 +24,8 @@ use accounts::breached::{self, BreachedPasswords};
 use accounts::password::{HashCost, Hasher};
 use anyhow::Context;
 use http_api::{
-    ActiveTokens, ApiContext, ClientCache, DeviceContext, HttpMetrics, Identity, KeyCache, Limits,
-    OAuthSettings, PkiContext,
+    ActiveTokens, ApiContext, BrokerSessions, ClientCache, DeviceContext, HttpMetrics, Identity,
+    KeyCache, Limits, OAuthSettings, PkiContext,
 };
 use model::{Clock, SystemClock};
 use oauth::client::SecretHasher;
@@ -162,6 +162,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
                 .request_timeout
                 .saturating_sub(Duration::from_secs(1)),
         ),
+        broker_sessions: BrokerSessions::default(),
     });
     let oauth = Arc::new(oauth);
     let pki = Arc::new(PkiContext::new(

@@ -12,6 +12,7 @@ mod factory;
 use axum::Router;
 use axum::routing::{get, post, put};
 
+pub(crate) use caller::subject_of;
 pub(crate) use devices::command_json;
 
 use crate::ApiContext;

@@ -1053,27 +1053,20 @@ async fn ownership_changes(fleet: Fleet) {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(
-        fleet
-            .get(&format!("/api/v1/devices/{device_id}"), &first)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        fleet
-            .get(&format!("/api/v1/devices/{device_id}"), &technician)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        fleet
-            .get(&format!("/api/v1/devices/{device_id}"), &second)
-            .await
-            .0,
-        StatusCode::OK
-    );
+    for (who, token, expected) in [
+        ("the old owner", &first, StatusCode::NOT_FOUND),
+        (
+            "the old owner's technician",
+            &technician,
+            StatusCode::NOT_FOUND,
+        ),
+        ("the new owner", &second, StatusCode::OK),
+    ] {
+        let (status, _) = fleet
+            .get(&format!("/api/v1/devices/{device_id}"), token)
+            .await;
+        assert_eq!(status, expected, "{who}");
+    }
 
     // A release is a factory reset: no owner, empty state, and the old code is used up.
     let (status, _) = fleet
