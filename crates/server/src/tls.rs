@@ -145,17 +145,13 @@ pub fn device_server_config(
     certificate: Arc<ServerCertificate>,
     client_roots_pem: &str,
 ) -> anyhow::Result<Arc<ServerConfig>> {
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(client_roots_pem.as_bytes()) {
-        roots
-            .add(certificate.context("the CA certificate is not PEM")?)
-            .context("the CA certificate cannot be a trust anchor")?;
-    }
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
-            .build()
-            .context("cannot build the client certificate verifier")?;
-    config_with(certificate, Some(verifier))
+    config_with(
+        certificate,
+        Some(client_verifier(
+            client_roots_pem,
+            ClientCertificate::Required,
+        )?),
+    )
 }
 
 /// The MQTT listener's TLS: the HTTPS side's certificate and cipher policy; client certificates
@@ -165,21 +161,39 @@ pub fn mqtt_server_config(
     certificate: Arc<ServerCertificate>,
     client_roots_pem: &str,
 ) -> anyhow::Result<Arc<ServerConfig>> {
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(client_roots_pem.as_bytes()) {
-        roots
-            .add(certificate.context("the CA certificate is not PEM")?)
-            .context("the CA certificate cannot be a trust anchor")?;
-    }
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
-            .allow_unauthenticated()
-            .build()
-            .context("cannot build the client certificate verifier")?;
+    let verifier = client_verifier(client_roots_pem, ClientCertificate::Optional)?;
     let mut config = Arc::unwrap_or_clone(config_with(certificate, Some(verifier))?);
     // MQTT clients rarely offer ALPN; none configured accepts those that do, whatever they offer.
     config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientCertificate {
+    Required,
+    Optional,
+}
+
+/// Verifies client certificates against `roots_pem` (chain and validity).
+fn client_verifier(
+    roots_pem: &str,
+    presence: ClientCertificate,
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
+        roots
+            .add(certificate.context("the CA certificate is not PEM")?)
+            .context("the CA certificate cannot be a trust anchor")?;
+    }
+    let builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()));
+    let builder = match presence {
+        ClientCertificate::Required => builder,
+        ClientCertificate::Optional => builder.allow_unauthenticated(),
+    };
+    builder
+        .build()
+        .context("cannot build the client certificate verifier")
 }
 
 fn config_with(
