@@ -19,6 +19,7 @@ use crate::Authority;
 use crate::hooks::Hooks;
 use crate::retain::MemoryRetain;
 use crate::terminate::{self, Peers};
+use policy::topic::MqttClient;
 
 /// The id of rmqtt's loopback listener behind the TLS terminator.
 const BACKEND_LISTENER: u16 = 1;
@@ -35,6 +36,16 @@ pub enum BrokerError {
 #[derive(Clone)]
 pub struct Broker {
     context: ServerContext,
+    hooks: Hooks,
+}
+
+/// Which sessions [`Broker::recheck`] proves again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recheck {
+    /// Every session: after a revocation of any kind.
+    All,
+    /// Sessions of people and services, whose tokens and grants end with time.
+    Subjects,
 }
 
 impl std::fmt::Debug for Broker {
@@ -86,6 +97,7 @@ impl Broker {
             .build();
         let broker = Self {
             context: context.clone(),
+            hooks,
         };
         let stopping = broker.clone();
         let serve = async move {
@@ -145,14 +157,57 @@ impl Broker {
             .map_err(|error| BrokerError::Publish(error.to_string()))
     }
 
-    /// Closes the session of `client_id`, if there is one (for revocations).
-    pub async fn disconnect(&self, client_id: &str) -> bool {
-        let mut entry = self
-            .context
+    /// Proves the chosen sessions again (credentials, and every subscription they hold) and
+    /// closes those that would no longer be let in; returns how many were closed. A closed client
+    /// that reconnects is decided afresh, so it keeps only what it is still allowed.
+    pub async fn recheck(&self, which: Recheck) -> usize {
+        let mut closed = 0;
+        for (client_id, session) in self.hooks.sessions() {
+            if which == Recheck::Subjects && matches!(session.client, MqttClient::Device(_)) {
+                continue;
+            }
+            let filters = self.filters(&client_id).await;
+            if !self
+                .hooks
+                .still_allowed(&client_id, &session, &filters)
+                .await
+            {
+                tracing::info!(%client_id, client = ?session.client, "MQTT session closed: its rights were revoked or ended");
+                if self.disconnect(&client_id).await {
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// The topic filters the session of `client_id` holds.
+    async fn filters(&self, client_id: &str) -> Vec<String> {
+        let Some(session) = self.entry(client_id).await.session() else {
+            return Vec::new();
+        };
+        match session.subscriptions().await {
+            Ok(subscriptions) => subscriptions
+                .read()
+                .await
+                .keys()
+                .map(|filter| filter.to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn entry(&self, client_id: &str) -> Box<dyn rmqtt::shared::Entry> {
+        self.context
             .extends
             .shared()
             .await
-            .entry(Id::from(self.context.node.id(), ClientId::from(client_id)));
+            .entry(Id::from(self.context.node.id(), ClientId::from(client_id)))
+    }
+
+    /// Closes the session of `client_id`, if there is one (for revocations).
+    pub async fn disconnect(&self, client_id: &str) -> bool {
+        let mut entry = self.entry(client_id).await;
         if entry.session().is_none() {
             return false;
         }

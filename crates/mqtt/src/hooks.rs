@@ -16,7 +16,30 @@ use crate::terminate::Peers;
 use crate::{Authority, Hello};
 
 /// Who each session is, by client id, from its authentication to its end.
-type Sessions = Mutex<HashMap<String, MqttClient>>;
+type Sessions = Mutex<HashMap<String, Session>>;
+
+/// A session as it was let in: who it is, and what it proved, kept to prove it again when a
+/// revocation may have ended its right to be connected.
+#[derive(Clone, Debug)]
+pub(crate) struct Session {
+    pub client: MqttClient,
+    credentials: Credentials,
+}
+
+#[derive(Clone)]
+struct Credentials {
+    username: Option<String>,
+    password: Option<Vec<u8>>,
+    certificate: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
 
 /// One value serves every hook kind (rmqtt takes a handler per kind; clones share their state).
 #[derive(Clone)]
@@ -40,7 +63,44 @@ impl Hooks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(client_id)
-            .cloned()
+            .map(|session| session.client.clone())
+    }
+
+    /// Every session let in, by client id.
+    pub(crate) fn sessions(&self) -> Vec<(String, Session)> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(client_id, session)| (client_id.clone(), session.clone()))
+            .collect()
+    }
+
+    /// Whether `session` would be let in again now, as the same client, with every filter in
+    /// `filters` granted: false once its certificate, token, ownership or grant was revoked or
+    /// has expired.
+    pub(crate) async fn still_allowed(
+        &self,
+        client_id: &str,
+        session: &Session,
+        filters: &[String],
+    ) -> bool {
+        let credentials = &session.credentials;
+        let hello = Hello {
+            client_id,
+            username: credentials.username.as_deref(),
+            password: credentials.password.as_deref(),
+            certificate: credentials.certificate.as_deref(),
+        };
+        if self.authority.authenticate(hello).await.as_ref() != Some(&session.client) {
+            return false;
+        }
+        for filter in filters {
+            if !self.may_subscribe(&session.client, filter).await {
+                return false;
+            }
+        }
+        true
     }
 
     async fn authenticate(&self, info: &rmqtt::types::ConnectInfo) -> AuthResult {
@@ -63,10 +123,21 @@ impl Hooks {
         match self.authority.authenticate(hello).await {
             Some(client) => {
                 tracing::info!(%client_id, peer = %peer.address, ?client, "MQTT client connected");
+                let credentials = Credentials {
+                    username: info.username().map(|name| name.to_string()),
+                    password: info.password().map(|password| password.to_vec()),
+                    certificate: peer.certificate,
+                };
                 self.sessions
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(client_id, client);
+                    .insert(
+                        client_id,
+                        Session {
+                            client,
+                            credentials,
+                        },
+                    );
                 AuthResult::Allow(false, None)
             }
             None => {
@@ -77,15 +148,21 @@ impl Hooks {
     }
 
     async fn subscribe_allowed(&self, client_id: &str, filter: &str) -> bool {
-        let (Some(client), Ok(filter)) = (self.client(client_id), TopicFilter::parse(filter))
-        else {
+        match self.client(client_id) {
+            Some(client) => self.may_subscribe(&client, filter).await,
+            None => false,
+        }
+    }
+
+    async fn may_subscribe(&self, client: &MqttClient, filter: &str) -> bool {
+        let Ok(filter) = TopicFilter::parse(filter) else {
             return false;
         };
         let relation = match filter.reach() {
             FilterReach::Device(device_id) => self.authority.relation(&device_id).await,
             FilterReach::AllDevices | FilterReach::NoDevice => None,
         };
-        may_subscribe(&client, &filter, relation.as_ref(), self.authority.now())
+        may_subscribe(client, &filter, relation.as_ref(), self.authority.now())
     }
 
     async fn publish_allowed(&self, client_id: &str, topic: &str, payload: &[u8]) -> bool {

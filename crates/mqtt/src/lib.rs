@@ -22,7 +22,7 @@ use model::{DeviceId, Timestamp};
 use policy::DeviceRelation;
 use policy::topic::{DeviceTopic, MqttClient};
 
-pub use broker::{Broker, BrokerError};
+pub use broker::{Broker, BrokerError, Recheck};
 
 /// What a client presented in its CONNECT and its TLS handshake.
 #[derive(Debug)]

@@ -209,6 +209,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    // Each revocation epoch the watch reads, for whatever must react to revocations.
+    let (revocations, _) = tokio::sync::watch::channel(0);
     tasks.spawn(listen::serve_https(
         https_listener,
         tls,
@@ -222,6 +224,11 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         });
         let (broker, serve) =
             ::mqtt::Broker::start(listener, mqtt_tls, authority, shutdown.clone()).await?;
+        tasks.spawn(mqtt::recheck_sessions(
+            broker.clone(),
+            revocations.subscribe(),
+            shutdown.clone(),
+        ));
         // Set once, here, before any request can be served.
         let _ = context
             .devices
@@ -252,7 +259,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         identity_clock.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(watch_revocations(store.clone(), oauth, shutdown.clone()));
+    tasks.spawn(watch_revocations(
+        store.clone(),
+        oauth,
+        revocations,
+        shutdown.clone(),
+    ));
     tasks.spawn(renew_server_certificate(
         ServerRenewal {
             settings: settings.tls.clone(),
@@ -474,12 +486,21 @@ async fn purge_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: Cance
     }
 }
 
-/// Adopts revocations made by other processes sharing the database, so that tokens this process
-/// remembers as active are checked again within one interval of a revocation anywhere.
-async fn watch_revocations(store: Store, oauth: Arc<OAuthSettings>, shutdown: CancellationToken) {
+/// Adopts revocations made by any process sharing the database, so that tokens this process
+/// remembers as active, and live MQTT sessions, are checked again within one interval of a
+/// revocation anywhere. `epochs` tells the others (the broker) each new epoch.
+async fn watch_revocations(
+    store: Store,
+    oauth: Arc<OAuthSettings>,
+    epochs: tokio::sync::watch::Sender<i64>,
+    shutdown: CancellationToken,
+) {
     loop {
         match store.grants().revocation_epoch().await {
-            Ok(epoch) => oauth.active_tokens.observe_epoch(epoch),
+            Ok(epoch) => {
+                oauth.active_tokens.observe_epoch(epoch);
+                epochs.send_if_modified(|known| std::mem::replace(known, epoch) != epoch);
+            }
             Err(error) => {
                 // Without the epoch nothing remembered can be trusted; tokens are checked afresh.
                 oauth.active_tokens.forget_all();

@@ -6,11 +6,17 @@
 use async_trait::async_trait;
 use http_api::{ApiContext, DeviceMessages};
 use model::{DeviceId, Timestamp};
-use mqtt::{Authority, Broker, Hello};
+use mqtt::{Authority, Broker, Hello, Recheck};
 use policy::DeviceRelation;
 use policy::topic::{DeviceTopic, MqttClient, TopicKind};
 use serde_json::{Value, json};
 use store::CommandRecord;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often sessions of people and services are proved again without a revocation: the longest
+/// an expired token or grant keeps its MQTT session.
+const SUBJECT_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Answers the broker's questions from the API's context (the same store, keys and caches).
 #[derive(Debug)]
@@ -145,5 +151,32 @@ impl DeviceMessages for BrokerMessages {
             "expires_at": command.expires_at.to_rfc3339(),
         });
         self.publish(topic, payload, false).await;
+    }
+}
+
+/// Proves live MQTT sessions again: every session at each new revocation epoch (a revoked
+/// certificate, token, ownership or grant anywhere closes its sessions within the epoch watch's
+/// interval), and sessions of people and services every [`SUBJECT_RECHECK_INTERVAL`], for tokens
+/// and grants that end with time.
+pub(crate) async fn recheck_sessions(
+    broker: Broker,
+    mut epochs: watch::Receiver<i64>,
+    shutdown: CancellationToken,
+) {
+    let mut timer = tokio::time::interval(SUBJECT_RECHECK_INTERVAL);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let which = tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = epochs.changed() => match changed {
+                Ok(()) => Recheck::All,
+                Err(_) => break,
+            },
+            _ = timer.tick() => Recheck::Subjects,
+        };
+        let closed = broker.recheck(which).await;
+        if closed > 0 {
+            tracing::info!(closed, ?which, "MQTT sessions closed after a recheck");
+        }
     }
 }

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::StoreError;
+use crate::grants::raise_revocation_epoch;
 
 /// The CA and certificate tables; obtained from [`crate::Store::certificates`].
 #[derive(Debug)]
@@ -212,12 +213,15 @@ impl<'a> Certificates<'a> {
             "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
              WHERE {column} = $3 AND revoked_at IS NULL"
         );
+        let mut tx = self.pool.begin().await?;
         let result = sqlx::query(&query)
             .bind(now.unix_millis())
             .bind(reason.as_str())
             .bind(value)
-            .execute(self.pool)
+            .execute(&mut *tx)
             .await?;
+        raise_revocation_epoch(&mut tx).await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 

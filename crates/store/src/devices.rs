@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::StoreError;
+use crate::grants::raise_revocation_epoch;
 
 /// A device as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -352,6 +353,7 @@ impl<'a> Devices<'a> {
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
+        raise_revocation_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -372,6 +374,7 @@ impl<'a> Devices<'a> {
             .execute(&mut *tx)
             .await?;
         revoke_all_grants(&mut tx, device_id, now).await?;
+        raise_revocation_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -420,6 +423,7 @@ impl<'a> Devices<'a> {
         grant_id: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE device_grants SET revoked_at = $1 \
              WHERE grant_id = $2 AND device_id = $3 AND revoked_at IS NULL",
@@ -427,8 +431,10 @@ impl<'a> Devices<'a> {
         .bind(now.unix_millis())
         .bind(grant_id)
         .bind(permit.device_id().as_str())
-        .execute(self.pool)
+        .execute(&mut *tx)
         .await?;
+        raise_revocation_epoch(&mut tx).await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 

@@ -287,7 +287,10 @@ fn decode_refresh(row: &AnyRow) -> Result<RefreshRecord, StoreError> {
     })
 }
 
-async fn raise_revocation_epoch(
+/// Raises the revocation epoch inside `tx`: every revocation of a token, a grant (OAuth or a
+/// technician's), an ownership or a certificate calls this, so whatever remembers an earlier
+/// decision (active tokens, live MQTT sessions) checks it again.
+pub(crate) async fn raise_revocation_epoch(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE revocation_epoch SET epoch = epoch + 1 WHERE id = 1")

@@ -347,3 +347,108 @@ async fn people_use_only_the_topics_of_their_devices_with_their_token() {
     assert_eq!(&received[..], br#"{"door":"open"}"#);
     pump.abort();
 }
+
+/// Whether the broker closes the connection within `seconds` (the client's next read fails).
+async fn closed_within(events: &mut EventLoop, seconds: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        match tokio::time::timeout_at(deadline, events.poll()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_close_the_sessions_they_end() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let washer = &devices[0];
+    let owner = fleet.person("owner@example.com", "customer").await;
+    let technician = fleet.person("tech@example.com", "technician").await;
+    assert_eq!(fleet.claim(&owner, washer).await.0, StatusCode::OK);
+    let (status, grant) = fleet
+        .grant(
+            &owner,
+            id(washer),
+            "tech@example.com",
+            &["read_status"],
+            3600,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let reported = format!("devices/{}/state/reported", id(washer));
+
+    let (tech, mut tech_events) = connect(&fleet, "tech-app", ("tech", &technician), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        subscribe(&tech, &mut tech_events, &[&reported]).await,
+        [true]
+    );
+    let (app, mut owner_events) = connect(&fleet, "owner-app", ("owner", &owner), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        subscribe(&app, &mut owner_events, &[&reported]).await,
+        [true]
+    );
+    let (_device, mut device_events) = connect(
+        &fleet,
+        id(washer),
+        (id(washer), password(washer)),
+        Some(identity(washer)),
+    )
+    .await
+    .unwrap();
+
+    // The owner revokes the grant: the technician's session ends, the others stay.
+    let (status, _) = fleet
+        .call(
+            Method::DELETE,
+            &format!(
+                "/api/v1/devices/{}/grants/{}",
+                id(washer),
+                grant["grant_id"].as_str().unwrap()
+            ),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        closed_within(&mut tech_events, 3).await,
+        "the technician kept the session"
+    );
+    // Reconnecting, the technician is let in but no longer gets the device's topics.
+    let (tech, mut tech_events) = connect(&fleet, "tech-app", ("tech", &technician), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        subscribe(&tech, &mut tech_events, &[&reported]).await,
+        [false]
+    );
+
+    // The maker revokes the device's certificate with the command line (another process).
+    fleet.admin(&["certs", "revoke", "--device", id(washer)]);
+    assert!(
+        closed_within(&mut device_events, 3).await,
+        "the device kept its session with a revoked certificate"
+    );
+
+    // The owner releases the device: their subscription to it ends with the session.
+    let (status, _) = fleet
+        .post(
+            &format!("/api/v1/devices/{}/release", id(washer)),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        closed_within(&mut owner_events, 3).await,
+        "the former owner kept the device's topics"
+    );
+}
