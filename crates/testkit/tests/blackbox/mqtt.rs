@@ -452,3 +452,98 @@ async fn revocations_close_the_sessions_they_end() {
         "the former owner kept the device's topics"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_are_refused_at_connect() {
+    let fleet = Fleet::new().await;
+    let app = &fleet.app;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let washer = &devices[0];
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, washer).await.0, StatusCode::OK);
+    let login = (id(washer), password(washer));
+
+    // A certificate of this device from Warden's CA that has expired.
+    let key = server::ca::encryption_key(&app.settings.pki, app.data_dir.path()).unwrap();
+    let authority = server::ca::load(&app.warden.store, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = model::Timestamp::from_system_time(std::time::SystemTime::now());
+    let expired = authority
+        .issue_device_bundle(
+            &model::DeviceId::parse(id(washer)).unwrap(),
+            Duration::from_secs(86_400),
+            model::Timestamp::from_unix_millis(now.unix_millis() - 3 * 86_400_000),
+        )
+        .unwrap();
+    let expired_chain = format!(
+        "{}{}",
+        expired.certificate.certificate_pem,
+        authority.intermediate_pem()
+    );
+    let refused = connect(
+        &fleet,
+        id(washer),
+        login,
+        Some((&expired_chain, &expired.private_key_pem)),
+    )
+    .await;
+    assert!(refused.is_err(), "an expired certificate was accepted");
+
+    // A certificate naming this device from another CA.
+    let dir = tempfile::tempdir().unwrap();
+    let (foreign_key, foreign_cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+    let subject = format!("/CN={}", id(washer));
+    assert!(
+        crate::pki::openssl(&[
+            "req",
+            "-x509",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-subj",
+            &subject,
+            "-days",
+            "30",
+            "-keyout",
+            foreign_key.to_str().unwrap(),
+            "-out",
+            foreign_cert.to_str().unwrap(),
+        ])
+        .status
+        .success()
+    );
+    let foreign = (
+        std::fs::read_to_string(&foreign_cert).unwrap(),
+        std::fs::read_to_string(&foreign_key).unwrap(),
+    );
+    let refused = connect(&fleet, id(washer), login, Some((&foreign.0, &foreign.1))).await;
+    assert!(refused.is_err(), "a certificate of another CA was accepted");
+
+    // The device's own certificate, while it is valid, and after it was revoked.
+    let (device, _events) = connect(&fleet, id(washer), login, Some(identity(washer)))
+        .await
+        .unwrap();
+    device.disconnect().await.unwrap();
+    fleet.admin(&["certs", "revoke", "--device", id(washer)]);
+    let refused = connect(&fleet, id(washer), login, Some(identity(washer))).await;
+    let refusal = refused.err().unwrap_or_default();
+    assert!(
+        refusal.contains("BadUserNamePassword"),
+        "a revoked certificate: {refusal}"
+    );
+
+    // An access token, while it is valid, and after it expired.
+    let (app_client, _events) = connect(&fleet, "owner-app", ("owner", &owner), None)
+        .await
+        .unwrap();
+    app_client.disconnect().await.unwrap();
+    app.clock.advance(Duration::from_secs(86_400));
+    let refused = connect(&fleet, "owner-app", ("owner", &owner), None).await;
+    let refusal = refused.err().unwrap_or_default();
+    assert!(refusal.contains("BadUserNamePassword"), "{refusal}");
+}

@@ -25,7 +25,7 @@ pub(crate) fn admin_ok(app: &TestApp, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn openssl(args: &[&str]) -> Output {
+pub(crate) fn openssl(args: &[&str]) -> Output {
     Command::new("openssl").args(args).output().unwrap()
 }
 
