@@ -69,7 +69,7 @@ impl Broker {
         *context.extends.retain_mut().await = Box::new(MemoryRetain(DefaultRetainStorage::new()));
         let peers = Arc::new(Peers::default());
         let registration = context.extends.hook_mgr().register();
-        let hooks = Hooks::new(authority, peers.clone());
+        let hooks = Hooks::new(authority, peers.clone(), context.clone());
         for kind in [
             Type::ClientAuthenticate,
             Type::ClientConnected,
@@ -133,28 +133,7 @@ impl Broker {
         payload: Vec<u8>,
         retain: bool,
     ) -> Result<(), BrokerError> {
-        let message = CodecPublish {
-            dup: false,
-            retain,
-            qos: QoS::AtLeastOnce,
-            topic: topic.into(),
-            packet_id: None,
-            payload: payload.into(),
-            properties: None,
-        };
-        let message = rmqtt::types::Publish::new(
-            Box::new(message),
-            None,
-            None,
-            Some(rmqtt::utils::timestamp_millis()),
-        );
-        let from = From::from_system(Id::from(
-            self.context.node.id(),
-            ClientId::from_static("warden"),
-        ));
-        SessionState::forwards(&self.context, from, message, false, None)
-            .await
-            .map_err(|error| BrokerError::Publish(error.to_string()))
+        publish(&self.context, topic, payload, retain).await
     }
 
     /// Proves the chosen sessions again (credentials, and every subscription they hold) and
@@ -231,4 +210,32 @@ impl Broker {
             self.disconnect(&client_id).await;
         }
     }
+}
+
+/// Publishes a message of Warden's own to the subscribers of `topic`, at QoS 1.
+pub(crate) async fn publish(
+    context: &ServerContext,
+    topic: &str,
+    payload: Vec<u8>,
+    retain: bool,
+) -> Result<(), BrokerError> {
+    let message = CodecPublish {
+        dup: false,
+        retain,
+        qos: QoS::AtLeastOnce,
+        topic: topic.into(),
+        packet_id: None,
+        payload: payload.into(),
+        properties: None,
+    };
+    let message = rmqtt::types::Publish::new(
+        Box::new(message),
+        None,
+        None,
+        Some(rmqtt::utils::timestamp_millis()),
+    );
+    let from = From::from_system(Id::from(context.node.id(), ClientId::from_static("warden")));
+    SessionState::forwards(context, from, message, false, None)
+        .await
+        .map_err(|error| BrokerError::Publish(error.to_string()))
 }

@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use policy::topic::{
-    DeviceTopic, FilterReach, MqttClient, TopicFilter, may_publish, may_subscribe,
+    DeviceTopic, FilterReach, MqttClient, TopicFilter, TopicKind, may_publish, may_subscribe,
 };
 use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{AuthResult, PublishAclResult, SubscribeAclResult};
 
+use crate::broker::publish;
 use crate::terminate::Peers;
 use crate::{Authority, Hello};
 
@@ -47,14 +49,21 @@ pub(crate) struct Hooks {
     authority: Arc<dyn Authority>,
     peers: Arc<Peers>,
     sessions: Arc<Sessions>,
+    /// The broker, for presence messages.
+    context: ServerContext,
 }
 
 impl Hooks {
-    pub(crate) fn new(authority: Arc<dyn Authority>, peers: Arc<Peers>) -> Self {
+    pub(crate) fn new(
+        authority: Arc<dyn Authority>,
+        peers: Arc<Peers>,
+        context: ServerContext,
+    ) -> Self {
         Self {
             authority,
             peers,
             sessions: Arc::default(),
+            context,
         }
     }
 
@@ -177,9 +186,29 @@ impl Hooks {
         allowed
     }
 
+    /// Records a device's session coming or going, and tells the device's readers on its
+    /// presence topic (retained, so a reader that subscribes later learns the last word).
     async fn presence(&self, client_id: &str, online: bool) {
-        if let Some(MqttClient::Device(device_id)) = self.client(client_id) {
-            self.authority.presence(&device_id, online).await;
+        let Some(MqttClient::Device(device_id)) = self.client(client_id) else {
+            return;
+        };
+        self.authority.presence(&device_id, online).await;
+        let at = self.authority.now().to_rfc3339();
+        let topic = DeviceTopic {
+            device_id,
+            kind: TopicKind::Presence,
+            command: None,
+        };
+        let payload = format!(r#"{{"online":{online},"at":"{at}"}}"#);
+        if let Err(error) = publish(
+            &self.context,
+            &topic.to_string(),
+            payload.into_bytes(),
+            true,
+        )
+        .await
+        {
+            tracing::warn!(%error, %topic, "cannot publish presence");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS,
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use rustls_pki_types::pem::PemObject;
@@ -300,16 +300,24 @@ async fn people_use_only_the_topics_of_their_devices_with_their_token() {
     let reported = format!("devices/{}/state/reported", id(washer));
     let events_topic = format!("devices/{}/events", id(washer));
     let desired = format!("devices/{}/state/desired", id(washer));
+    let presence = format!("devices/{}/presence", id(washer));
     let (app, mut app_events) = connect(&fleet, "app-owner", ("owner@example.com", &owner), None)
         .await
         .unwrap();
     let granted = subscribe(
         &app,
         &mut app_events,
-        &[&reported, &events_topic, &desired, "devices/+/events", "#"],
+        &[
+            &reported,
+            &events_topic,
+            &presence,
+            &desired,
+            "devices/+/events",
+            "#",
+        ],
     )
     .await;
-    assert_eq!(granted, [true, true, false, false, false]);
+    assert_eq!(granted, [true, true, true, false, false, false]);
     let (other, mut other_events) = connect(
         &fleet,
         "app-stranger",
@@ -330,14 +338,25 @@ async fn people_use_only_the_topics_of_their_devices_with_their_token() {
     )
     .await
     .unwrap();
+    // Its owner learns that it came online.
+    let online: Value = next(&mut app_events, |packet| match packet {
+        Packet::Publish(message) if message.topic == presence => {
+            serde_json::from_slice(&message.payload).ok()
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(online["online"], true, "{online}");
     device
         .publish(&events_topic, QoS::AtLeastOnce, false, r#"{"door":"open"}"#)
         .await
         .unwrap();
+    // The device's connection runs until it has sent its DISCONNECT, then closes.
     let pump = tokio::spawn(async move {
-        loop {
-            let _ = device_events.poll().await;
-        }
+        while !matches!(
+            device_events.poll().await,
+            Ok(Event::Outgoing(Outgoing::Disconnect))
+        ) {}
     });
     let received = next(&mut app_events, |packet| match packet {
         Packet::Publish(message) if message.topic == events_topic => Some(message.payload),
@@ -345,7 +364,27 @@ async fn people_use_only_the_topics_of_their_devices_with_their_token() {
     })
     .await;
     assert_eq!(&received[..], br#"{"door":"open"}"#);
-    pump.abort();
+
+    // The device goes: its owner learns that too, and so does a reader who subscribes later.
+    device.disconnect().await.unwrap();
+    let offline = |packet| match packet {
+        Packet::Publish(message) if message.topic == presence => {
+            serde_json::from_slice::<Value>(&message.payload)
+                .ok()
+                .filter(|presence| presence["online"] == false)
+        }
+        _ => None,
+    };
+    pump.await.unwrap();
+    next(&mut app_events, offline).await;
+    let (late, mut late_events) = connect(&fleet, "app-late", ("owner@example.com", &owner), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        subscribe(&late, &mut late_events, &[&presence]).await,
+        [true]
+    );
+    next(&mut late_events, offline).await;
 }
 
 /// Whether the broker closes the connection within `seconds` (the client's next read fails).
