@@ -178,6 +178,9 @@ impl Hooks {
         let (Some(client), Ok(topic)) = (self.client(client_id), DeviceTopic::parse(topic)) else {
             return false;
         };
+        if matches!(client, MqttClient::Subject(_)) && written_through_http(topic.kind) {
+            return false;
+        }
         let relation = self.authority.relation(&topic.device_id).await;
         let allowed = may_publish(&client, &topic, relation.as_ref(), self.authority.now());
         if allowed {
@@ -211,6 +214,13 @@ impl Hooks {
             tracing::warn!(%error, %topic, "cannot publish presence");
         }
     }
+}
+
+/// Desired settings and commands are versioned and stored: people write them over the HTTP API,
+/// which publishes them to the device. A person's raw publish there would reach the device without
+/// being recorded, so the built-in broker refuses it (docs/mqtt.md).
+fn written_through_http(kind: TopicKind) -> bool {
+    matches!(kind, TopicKind::StateDesired | TopicKind::Command)
 }
 
 #[async_trait]

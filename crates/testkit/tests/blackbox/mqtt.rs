@@ -185,6 +185,19 @@ async fn a_device_talks_mqtt_with_its_certificate_and_password() {
     .await;
     assert_eq!(granted, [true, false, true, false]);
 
+    // The owner's app may not write settings by publishing them raw: they would reach the device
+    // without being recorded. The broker drops the message (MQTT 3.1.1 has no refusal code).
+    let (app, mut app_events) = connect(&fleet, "owner-app", ("owner", &owner), None)
+        .await
+        .unwrap();
+    app.publish(&own, QoS::AtLeastOnce, false, r#"{"temperature": 99}"#)
+        .await
+        .unwrap();
+    next(&mut app_events, |packet| {
+        matches!(packet, Packet::PubAck(_)).then_some(())
+    })
+    .await;
+
     // Settings written over HTTP arrive, retained, with their version.
     let (status, _) = fleet
         .call(
