@@ -56,6 +56,49 @@ pub enum Command {
     /// The breached-password filter.
     #[command(subcommand)]
     Breach(BreachCommand),
+    /// Tools that act as devices.
+    #[command(subcommand)]
+    Device(DeviceToolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceToolCommand {
+    /// Simulate devices: each connects to the MQTT broker with its factory bundle (certificate
+    /// and password over TLS), publishes events at the given rate and size, reports the desired
+    /// settings it is sent, answers commands, and reconnects with backoff and jitter. Prints a
+    /// live summary to stderr and the final one to stdout.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A device's factory bundle (a directory with device.json), or a directory of bundles
+    /// (as `warden admin device create --out` writes them). Repeatable.
+    #[arg(long = "bundle", value_name = "DIR", required_unless_present = "count")]
+    pub bundles: Vec<PathBuf>,
+    /// Make this many new devices in this Warden's registry (as `warden admin device create`
+    /// does, with --data-dir / --config) and simulate them; their bundles are deleted at the end.
+    #[arg(long, conflicts_with = "bundles")]
+    pub count: Option<usize>,
+    /// The model of the devices --count makes.
+    #[arg(long, default_value = "simulator", requires = "count")]
+    pub model: String,
+    /// The broker as HOST:PORT (the host must be a name in the broker's certificate); default:
+    /// what the bundles name.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub broker: Option<String>,
+    /// Events per second per device (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Size of each event's payload in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload_bytes: usize,
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,30 +35,7 @@ pub async fn run(
                     "--count must be between 1 and {MAX_BATCH}"
                 )));
             }
-            let authority = crate::pki::authority(store, settings).await?;
-            let hashers = hashers(settings)?;
-            let factory = Factory {
-                hashers: &hashers,
-                authority: (!csr).then_some(&authority),
-                certificate_validity: settings.pki.device_certificate_validity,
-            };
-            let devices = factory
-                .make(&model, count, now)
-                .context("cannot make the device certificates")?;
-            let records: Vec<_> = devices.iter().map(|device| device.record.clone()).collect();
-            let certificates: Vec<_> = devices
-                .iter()
-                .filter_map(|device| device.bundle.as_ref().map(|b| b.certificate.clone()))
-                .collect();
-            // Bundles first: if writing fails, no device exists whose secrets were never shown.
-            for device in &devices {
-                write_factory_bundle(&out, device, &authority, settings)?;
-            }
-            store
-                .devices()
-                .create(&records, &certificates)
-                .await
-                .context("cannot record the devices")?;
+            let devices = make(store, settings, &model, count, &out, csr).await?;
             println!("{:<18} {:<26} label", "device", "claim code");
             for device in &devices {
                 println!(
@@ -166,6 +143,43 @@ fn parse_device(text: &str) -> Result<DeviceId, Failure> {
     DeviceId::parse(text).map_err(|error| Failure::Input(anyhow!("device id {text:?}: {error}")))
 }
 
+/// Makes `count` devices (at most [`MAX_BATCH`]) of `model` and records them, after writing
+/// their factory bundles to OUT/ID/ (with a key and certificate unless `csr`).
+pub(crate) async fn make(
+    store: &Store,
+    settings: &Settings,
+    model: &ModelName,
+    count: usize,
+    out: &Path,
+    csr: bool,
+) -> Result<Vec<FactoryDevice>, Failure> {
+    let authority = crate::pki::authority(store, settings).await?;
+    let hashers = hashers(settings)?;
+    let factory = Factory {
+        hashers: &hashers,
+        authority: (!csr).then_some(&authority),
+        certificate_validity: settings.pki.device_certificate_validity,
+    };
+    let devices = factory
+        .make(model, count, SystemClock.now())
+        .context("cannot make the device certificates")?;
+    let records: Vec<_> = devices.iter().map(|device| device.record.clone()).collect();
+    let certificates: Vec<_> = devices
+        .iter()
+        .filter_map(|device| device.bundle.as_ref().map(|b| b.certificate.clone()))
+        .collect();
+    // Bundles first: if writing fails, no device exists whose secrets were never shown.
+    for device in &devices {
+        write_factory_bundle(out, device, &authority, settings)?;
+    }
+    store
+        .devices()
+        .create(&records, &certificates)
+        .await
+        .context("cannot record the devices")?;
+    Ok(devices)
+}
+
 /// Writes OUT/ID/: `device.json` (id, model, password, claim code, where to connect; 0600),
 /// `device.crt` + `device.key` (0600) when the factory made the key, `ca.pem` (the root to trust)
 /// and `label.svg` (the claim code as a QR code).
@@ -189,6 +203,9 @@ fn write_factory_bundle(
         "device_url": settings
             .device_listen
             .map(|address| format!("https://{hostname}:{}", address.port())),
+        "mqtt_url": settings
+            .mqtt_listen
+            .map(|address| format!("mqtts://{hostname}:{}", address.port())),
         "certificate": device.bundle.as_ref().map(|_| "device.crt"),
         "private_key": device.bundle.as_ref().map(|_| "device.key"),
         "ca": "ca.pem",

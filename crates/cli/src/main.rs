@@ -6,12 +6,13 @@ mod args;
 mod breach;
 mod devices;
 mod pki;
+mod simulate;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ConfigCommand};
+use crate::args::{Cli, Command, ConfigCommand, DeviceToolCommand};
 
 /// How the process ends, so scripts can tell a usage mistake from a failure.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             admin::run(command, &settings).await?;
         }
         Command::Breach(command) => breach::run(command).await?,
+        Command::Device(DeviceToolCommand::Simulate(args)) => {
+            simulate::run(args, &cli.global).await?
+        }
     }
     Ok(())
 }

@@ -16,5 +16,6 @@ mod oidc;
 mod openapi;
 mod pki;
 mod readiness;
+mod simulator;
 mod storage;
 mod tls;

@@ -1,0 +1,295 @@
+//! One simulated device: its connection, what it publishes and how it answers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::Rng;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bundle, Counters, Load};
+
+/// Backoff after a failed connection: doubles from the first to the last, with up to half of it
+/// added at random so that a fleet does not reconnect in step.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const LAST_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a stopping device waits for the acknowledgements of what it sent.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Requests the client may queue before publishing waits (events are skipped instead).
+const REQUEST_QUEUE: usize = 256;
+
+pub(crate) struct Device {
+    pub bundle: Bundle,
+    pub broker: (String, u16),
+    pub load: Load,
+    pub counters: Arc<Counters>,
+    /// This device's QoS 1 publishes not yet acknowledged.
+    pub in_flight: std::sync::atomic::AtomicU64,
+}
+
+impl Device {
+    pub(crate) async fn run(self, delay: Duration, shutdown: CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let options = match self.options() {
+            Ok(options) => options,
+            Err(error) => {
+                tracing::error!(device_id = %self.bundle.device_id, %error, "cannot use the bundle");
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let (client, events) = AsyncClient::new(options, REQUEST_QUEUE);
+        self.drive(&client, events, &shutdown).await;
+    }
+
+    fn options(&self) -> Result<MqttOptions, rustls::Error> {
+        let bundle = &self.bundle;
+        let mut options = MqttOptions::new(&bundle.device_id, &self.broker.0, self.broker.1);
+        options.set_credentials(&bundle.device_id, &bundle.password);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        options.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(tls(
+            bundle,
+        )?))));
+        Ok(options)
+    }
+
+    async fn drive(
+        &self,
+        client: &AsyncClient,
+        mut events: EventLoop,
+        shutdown: &CancellationToken,
+    ) {
+        let period = (self.load.events_per_second > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / self.load.events_per_second));
+        let mut ticker = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut connected = false;
+        let mut backoff = FIRST_BACKOFF;
+        let mut sequence = 0_u64;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick(), if connected && period.is_some() => {
+                    sequence += 1;
+                    self.publish_event(client, sequence);
+                }
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(packet)) => {
+                        if let Packet::ConnAck(_) = packet {
+                            connected = true;
+                            backoff = FIRST_BACKOFF;
+                            self.counters.connected.fetch_add(1, Ordering::Relaxed);
+                            self.subscribe(client);
+                        } else {
+                            self.receive(client, packet);
+                        }
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(error) => {
+                        if connected {
+                            connected = false;
+                            self.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(device_id = %self.bundle.device_id, error = %describe(&error), "connection failed; reconnecting");
+                        let wait = jittered(backoff);
+                        backoff = (backoff * 2).min(LAST_BACKOFF);
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            }
+        }
+        if connected {
+            // Wait for the broker to acknowledge what was sent (a while at most), then send the
+            // DISCONNECT and close.
+            let _ = tokio::time::timeout(DRAIN, async {
+                while self.in_flight() > 0 {
+                    match events.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => self.acknowledged(),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+            .await;
+            let _ = client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while !matches!(
+                    events.poll().await,
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)
+                ) {}
+            })
+            .await;
+            self.counters.connected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn acknowledged(&self) {
+        self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    fn sent(&self) {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn topic(&self, rest: &str) -> String {
+        format!("devices/{}/{rest}", self.bundle.device_id)
+    }
+
+    fn subscribe(&self, client: &AsyncClient) {
+        for filter in ["state/desired", "commands/+"] {
+            if client
+                .try_subscribe(self.topic(filter), QoS::AtLeastOnce)
+                .is_err()
+            {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn publish_event(&self, client: &AsyncClient, sequence: u64) {
+        let payload = event_payload(sequence, self.load.payload_bytes);
+        // A full queue means the broker is not keeping up: the event is skipped, not queued.
+        if client
+            .try_publish(self.topic("events"), QoS::AtLeastOnce, false, payload)
+            .is_ok()
+        {
+            self.sent();
+        }
+    }
+
+    fn receive(&self, client: &AsyncClient, packet: Packet) {
+        match packet {
+            Packet::PubAck(_) => self.acknowledged(),
+            Packet::Publish(message) => self.answer(client, &message),
+            _ => {}
+        }
+    }
+
+    /// Applies desired settings by reporting them, and answers commands.
+    fn answer(&self, client: &AsyncClient, message: &Publish) {
+        let Ok(body) = serde_json::from_slice::<Value>(&message.payload) else {
+            return;
+        };
+        let (topic, reply, counter) = if message.topic == self.topic("state/desired") {
+            let reported = body.get("settings").cloned().unwrap_or(Value::Null);
+            (
+                self.topic("state/reported"),
+                reported,
+                &self.counters.settings_applied,
+            )
+        } else if let Some(name) = message
+            .topic
+            .strip_prefix(&self.topic("commands/"))
+            .filter(|name| !name.contains('/'))
+        {
+            let answer = json!({
+                "command_id": body["command_id"],
+                "response": {"ok": true, "command": name},
+            });
+            (
+                format!("{}/response", message.topic),
+                answer,
+                &self.counters.commands_answered,
+            )
+        } else {
+            return;
+        };
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, reply.to_string())
+            .is_ok()
+        {
+            self.sent();
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// TLS for a device: trusts the bundle's root, presents the bundle's certificate and key.
+fn tls(bundle: &Bundle) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(bundle.ca_pem.as_bytes()).flatten() {
+        roots.add(certificate)?;
+    }
+    let chain = CertificateDer::pem_slice_iter(bundle.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| rustls::Error::General(format!("device.crt: {error}")))?;
+    let key = PrivateKeyDer::from_pem_slice(bundle.key_pem.as_bytes())
+        .map_err(|error| rustls::Error::General(format!("device.key: {error}")))?;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+}
+
+/// An event of about `size` bytes: `{"seq":N,"at":MILLIS,"pad":"…"}`.
+fn event_payload(sequence: u64, size: usize) -> Vec<u8> {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let head = format!(r#"{{"seq":{sequence},"at":{at},"pad":""#);
+    let padding = size.saturating_sub(head.len() + 2);
+    let mut payload = head.into_bytes();
+    payload.resize(payload.len() + padding, b'x');
+    payload.extend_from_slice(b"\"}");
+    payload
+}
+
+fn jittered(backoff: Duration) -> Duration {
+    backoff + backoff.mul_f64(rand::rng().random_range(0.0..0.5))
+}
+
+fn describe(error: &ConnectionError) -> String {
+    match error {
+        ConnectionError::ConnectionRefused(code) => format!("refused: {code:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_have_the_asked_size_and_are_json() {
+        // Smaller sizes than the fields need give the fields alone.
+        let fields_alone = event_payload(7, 0).len();
+        for size in [0, 10, 64, 1000] {
+            let payload = event_payload(7, size);
+            let event: Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(event["seq"], 7);
+            assert_eq!(payload.len(), size.max(fields_alone));
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_up_to_half_of_jitter() {
+        for _ in 0..100 {
+            let wait = jittered(Duration::from_secs(2));
+            assert!(wait >= Duration::from_secs(2) && wait < Duration::from_secs(3));
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `warden device simulate`, the real program, against the built-in broker: devices from factory
+//! bundles connect, publish, take the desired settings they are sent and answer commands.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::warden_command;
+
+use crate::devices::Fleet;
+
+/// Asks `probe` every 100 ms until it answers, for at most `seconds`.
+async fn eventually<T>(seconds: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_devices_publish_apply_settings_and_answer_commands() {
+    let fleet = Fleet::new().await;
+    let bundles = tempfile::tempdir().unwrap();
+    let out = bundles.path().to_str().unwrap();
+    fleet.admin(&[
+        "device",
+        "create",
+        "--model",
+        "washer-w500",
+        "--count",
+        "3",
+        "--out",
+        out,
+    ]);
+    let mut ids: Vec<String> = std::fs::read_dir(bundles.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    ids.sort();
+    let description: Value = serde_json::from_str(
+        &std::fs::read_to_string(bundles.path().join(&ids[0]).join("device.json")).unwrap(),
+    )
+    .unwrap();
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, &description).await.0, StatusCode::OK);
+    let device_id = &ids[0];
+
+    let broker = format!(
+        "localhost:{}",
+        fleet.app.warden.addresses.mqtt.unwrap().port()
+    );
+    let simulation = warden_command(&[
+        "device",
+        "simulate",
+        "--bundle",
+        out,
+        "--broker",
+        &broker,
+        "--rate",
+        "5",
+        "--duration",
+        "8",
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+
+    let detail = format!("/api/v1/devices/{device_id}");
+    let online = eventually(10, async || {
+        let (_, body) = fleet.get(&detail, &owner).await;
+        (body["online"] == true).then_some(())
+    })
+    .await;
+    assert!(online.is_some(), "the simulated device never came online");
+
+    // Settings written over HTTP reach it, and it reports them.
+    let (status, _) = fleet
+        .call(
+            Method::PUT,
+            &format!("{detail}/state/desired"),
+            &owner,
+            Some(json!({"program": "eco", "temperature": 40})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let state = eventually(5, async || {
+        let (_, state) = fleet.get(&format!("{detail}/state"), &owner).await;
+        (state["delta"] == json!({})).then_some(state)
+    })
+    .await
+    .expect("the simulated device did not report its settings");
+    assert_eq!(
+        state["reported"]["state"],
+        json!({"program": "eco", "temperature": 40})
+    );
+
+    // A command over HTTP is answered.
+    let (status, answer) = fleet
+        .post(
+            &format!("{detail}/commands"),
+            &owner,
+            json!({"name": "start", "payload": {}, "wait_seconds": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "answered");
+    assert_eq!(answer["response"]["ok"], true);
+
+    let output = tokio::task::spawn_blocking(move || simulation.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["errors"], 0, "{summary} {stderr}");
+    assert_eq!(summary["connected"], 0, "all disconnected at the end");
+    assert_eq!(summary["settings_applied"], 1, "{summary}");
+    assert_eq!(summary["commands_answered"], 1, "{summary}");
+    // Three devices at 5 events a second for several seconds, every message acknowledged.
+    let sent = summary["sent"].as_u64().unwrap();
+    assert!(sent >= 3 * 5 * 4, "{summary}");
+    assert_eq!(summary["acknowledged"], sent, "{summary}");
+}
