@@ -1,12 +1,13 @@
 //! One simulated device: its connection, what it publishes and how it answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
     TlsConfiguration, Transport,
 };
 use rustls_pki_types::pem::PemObject;
@@ -35,11 +36,7 @@ pub(crate) struct Device {
 }
 
 impl Device {
-    pub(crate) async fn run(self, delay: Duration, shutdown: CancellationToken) {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
-        }
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let options = match self.options() {
             Ok(options) => options,
             Err(error) => {
@@ -77,6 +74,9 @@ impl Device {
         let mut connected = false;
         let mut backoff = FIRST_BACKOFF;
         let mut sequence = 0_u64;
+        let mut ever_connected = false;
+        // When each unacknowledged publish left, by packet id.
+        let mut leaving: HashMap<u16, Instant> = HashMap::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -86,14 +86,28 @@ impl Device {
                 }
                 event = events.poll() => match event {
                     Ok(Event::Incoming(packet)) => {
-                        if let Packet::ConnAck(_) = packet {
-                            connected = true;
-                            backoff = FIRST_BACKOFF;
-                            self.counters.connected.fetch_add(1, Ordering::Relaxed);
-                            self.subscribe(client);
-                        } else {
-                            self.receive(client, packet);
+                        match packet {
+                            Packet::ConnAck(_) => {
+                                connected = true;
+                                backoff = FIRST_BACKOFF;
+                                self.counters.connected.fetch_add(1, Ordering::Relaxed);
+                                if !std::mem::replace(&mut ever_connected, true) {
+                                    self.counters.first_connect();
+                                }
+                                self.subscribe(client);
+                            }
+                            Packet::PubAck(ack) => {
+                                if let Some(left) = leaving.remove(&ack.pkid) {
+                                    self.counters.record_latency(left.elapsed());
+                                }
+                                self.acknowledged();
+                            }
+                            Packet::Publish(message) => self.answer(client, &message),
+                            _ => {}
                         }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        leaving.insert(pkid, Instant::now());
                     }
                     Ok(Event::Outgoing(_)) => {}
                     Err(error) => {
@@ -131,7 +145,7 @@ impl Device {
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 while !matches!(
                     events.poll().await,
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)
                 ) {}
             })
             .await;
@@ -178,14 +192,6 @@ impl Device {
             .is_ok()
         {
             self.sent();
-        }
-    }
-
-    fn receive(&self, client: &AsyncClient, packet: Packet) {
-        match packet {
-            Packet::PubAck(_) => self.acknowledged(),
-            Packet::Publish(message) => self.answer(client, &message),
-            _ => {}
         }
     }
 

@@ -7,9 +7,9 @@
 mod bundle;
 mod device;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -36,10 +36,17 @@ pub struct Counters {
     reconnects: AtomicU64,
     settings_applied: AtomicU64,
     commands_answered: AtomicU64,
+    /// Microseconds from a publish leaving the client to its acknowledgement, every one.
+    latencies: std::sync::Mutex<Vec<u32>>,
+    /// When the fleet started, and when every device had connected once.
+    started: std::sync::OnceLock<Instant>,
+    all_connected: std::sync::OnceLock<Duration>,
+    first_connects: AtomicU64,
+    devices: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
     /// Devices connected now.
     pub connected: u64,
@@ -52,6 +59,17 @@ pub struct Summary {
     pub reconnects: u64,
     pub settings_applied: u64,
     pub commands_answered: u64,
+    /// Publish-to-acknowledgement latency in milliseconds: median, 99th percentile, largest.
+    pub latency_ms: Latency,
+    /// Seconds from the start until every device had connected once.
+    pub all_connected_seconds: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 impl Counters {
@@ -65,6 +83,47 @@ impl Counters {
             reconnects: get(&self.reconnects),
             settings_applied: get(&self.settings_applied),
             commands_answered: get(&self.commands_answered),
+            latency_ms: self.latency(),
+            all_connected_seconds: self.all_connected.get().map(Duration::as_secs_f64),
+        }
+    }
+
+    fn latency(&self) -> Latency {
+        let mut latencies = self
+            .latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        latencies.sort_unstable();
+        let at = |quantile: f64| {
+            // The nearest-rank quantile.
+            let rank = (quantile * latencies.len() as f64).ceil() as usize;
+            latencies
+                .get(rank.saturating_sub(1))
+                .map_or(0.0, |micros| f64::from(*micros) / 1000.0)
+        };
+        Latency {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+
+    pub(crate) fn record_latency(&self, latency: Duration) {
+        let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        self.latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(micros);
+    }
+
+    /// A device connected for the first time.
+    pub(crate) fn first_connect(&self) {
+        let connected = self.first_connects.fetch_add(1, Ordering::Relaxed) + 1;
+        if connected == self.devices.load(Ordering::Relaxed)
+            && let Some(started) = self.started.get()
+        {
+            let _ = self.all_connected.set(started.elapsed());
         }
     }
 }
@@ -73,10 +132,12 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "connected {}, sent {}, acknowledged {}, errors {}, reconnects {}, settings applied {}, commands answered {}",
+            "connected {}, sent {}, acknowledged {} (p50 {:.1} ms, p99 {:.1} ms), errors {}, reconnects {}, settings applied {}, commands answered {}",
             self.connected,
             self.sent,
             self.acknowledged,
+            self.latency_ms.p50,
+            self.latency_ms.p99,
             self.errors,
             self.reconnects,
             self.settings_applied,
@@ -95,7 +156,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut devices = JoinSet::new();
-    for (index, bundle) in bundles.into_iter().enumerate() {
+    counters
+        .devices
+        .store(bundles.len() as u64, Ordering::Relaxed);
+    let _ = counters.started.set(Instant::now());
+    for bundle in bundles {
         let device = device::Device {
             bundle,
             broker: broker.clone(),
@@ -103,9 +168,35 @@ pub async fn run(
             counters: counters.clone(),
             in_flight: AtomicU64::new(0),
         };
-        // Spread the fleet's connects and first events over the first second.
-        let delay = Duration::from_millis(u64::try_from(index % 1000).unwrap_or(0));
-        devices.spawn(device.run(delay, shutdown.clone()));
+        // All at once, as after a broker restart: the connect rate is part of what is measured.
+        devices.spawn(device.run(shutdown.clone()));
     }
     while devices.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_quantiles_are_nearest_rank() {
+        let counters = Counters::default();
+        assert_eq!(counters.summary().latency_ms, Latency::default());
+        for millis in (1..=100).rev() {
+            counters.record_latency(Duration::from_millis(millis));
+        }
+        let latency = counters.summary().latency_ms;
+        assert_eq!((latency.p50, latency.p99, latency.max), (50.0, 99.0, 100.0));
+    }
+
+    #[test]
+    fn the_fleet_is_connected_when_every_device_connected_once() {
+        let counters = Counters::default();
+        counters.devices.store(2, Ordering::Relaxed);
+        let _ = counters.started.set(Instant::now());
+        counters.first_connect();
+        assert_eq!(counters.summary().all_connected_seconds, None);
+        counters.first_connect();
+        assert!(counters.summary().all_connected_seconds.is_some());
+    }
 }

@@ -128,4 +128,13 @@ async fn simulated_devices_publish_apply_settings_and_answer_commands() {
     let sent = summary["sent"].as_u64().unwrap();
     assert!(sent >= 3 * 5 * 4, "{summary}");
     assert_eq!(summary["acknowledged"], sent, "{summary}");
+    // Latency and connect time are measured, for the benchmark.
+    assert!(
+        summary["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    assert!(
+        summary["all_connected_seconds"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
 }
