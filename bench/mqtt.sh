@@ -59,6 +59,8 @@ pattern readwrite devices/%u/#
 ACL
 cat >"$work/mosquitto.conf" <<CONF
 per_listener_settings false
+set_tcp_nodelay true
+user $(id -un)
 allow_anonymous false
 password_file $work/passwords
 acl_file $work/acl
@@ -76,6 +78,7 @@ taskset -c 0 mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
 mosquitto_pid=$!
 pids+=("$mosquitto_pid")
 sleep 1
+kill -0 "$mosquitto_pid" 2>/dev/null || { echo "mosquitto did not start:" >&2; cat "$work/mosquitto.log" >&2; exit 1; }
 
 simulate() { # simulate PORT RATE SECONDS OUT.json
   taskset -c 1 "$warden" device simulate --bundle "$work/bundles" --broker "localhost:$1" \

@@ -84,6 +84,7 @@ impl Broker {
         let backend = Builder::new()
             .name("warden/mqtt-backend")
             .laddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .nodelay(true)
             // Without this, a CONNECT without a user name would skip the authentication hook.
             .allow_anonymous(false)
             .bind()

@@ -168,8 +168,10 @@ impl Hooks {
             return false;
         };
         let relation = match filter.reach() {
-            FilterReach::Device(device_id) => self.authority.relation(&device_id).await,
-            FilterReach::AllDevices | FilterReach::NoDevice => None,
+            FilterReach::Device(device_id) if client.needs_relation() => {
+                self.authority.relation(&device_id).await
+            }
+            _ => None,
         };
         may_subscribe(client, &filter, relation.as_ref(), self.authority.now())
     }
@@ -181,7 +183,11 @@ impl Hooks {
         if matches!(client, MqttClient::Subject(_)) && written_through_http(topic.kind) {
             return false;
         }
-        let relation = self.authority.relation(&topic.device_id).await;
+        let relation = if client.needs_relation() {
+            self.authority.relation(&topic.device_id).await
+        } else {
+            None
+        };
         let allowed = may_publish(&client, &topic, relation.as_ref(), self.authority.now());
         if allowed {
             self.authority.accepted(&client, &topic, payload).await;

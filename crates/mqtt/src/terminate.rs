@@ -88,6 +88,7 @@ async fn forward(
     backend: SocketAddr,
     peers: Arc<Peers>,
 ) {
+    let _ = socket.set_nodelay(true);
     let mut tls = match acceptor.accept(socket).await {
         Ok(tls) => tls,
         Err(error) => {
@@ -105,6 +106,8 @@ async fn forward(
         tracing::warn!("the MQTT broker's loopback listener does not answer");
         return;
     };
+    // MQTT packets are small and each is awaited (PUBACK, SUBACK): no Nagle delay on either leg.
+    let _ = upstream.set_nodelay(true);
     let Ok(forwarded_from) = upstream.local_addr() else {
         return;
     };

@@ -307,6 +307,15 @@ pub enum MqttClient {
     Subject(Subject),
 }
 
+impl MqttClient {
+    /// Whether deciding for this client needs the device's relation (owner and grants): a
+    /// device's rights follow from its id alone, so the broker's hot path for devices reads
+    /// nothing.
+    pub fn needs_relation(&self) -> bool {
+        matches!(self, MqttClient::Subject(_))
+    }
+}
+
 /// Whether `client` may publish to `topic`. `device` is the relation of the topic's device, or
 /// `None` when it is not in the registry.
 pub fn may_publish(
@@ -427,6 +436,33 @@ mod tests {
             client_id: "events".into(),
             token_allows: ActionSet::all(),
         })
+    }
+
+    #[test]
+    fn a_devices_rights_do_not_depend_on_its_relation() {
+        let washer = device("washer-1");
+        assert!(!washer.needs_relation());
+        assert!(person(1, Role::Customer).needs_relation() && service().needs_relation());
+        for topic in [
+            "devices/washer-1/events",
+            "devices/washer-1/state/desired",
+            "devices/washer-1/presence",
+            "devices/washer-2/events",
+        ] {
+            let topic = DeviceTopic::parse(topic).unwrap();
+            assert_eq!(
+                may_publish(&washer, &topic, None, NOW),
+                may_publish(&washer, &topic, Some(&relation()), NOW),
+                "{topic}"
+            );
+        }
+        for filter in ["devices/washer-1/commands/+", "devices/washer-1/events"] {
+            let filter = TopicFilter::parse(filter).unwrap();
+            assert_eq!(
+                may_subscribe(&washer, &filter, None, NOW),
+                may_subscribe(&washer, &filter, Some(&relation()), NOW)
+            );
+        }
     }
 
     #[test]

@@ -45,7 +45,11 @@ impl Device {
                 return;
             }
         };
-        let (client, events) = AsyncClient::new(options, REQUEST_QUEUE);
+        let (client, mut events) = AsyncClient::new(options, REQUEST_QUEUE);
+        // Small messages go out at once, as a device's would, instead of waiting for an ACK.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
         self.drive(&client, events, &shutdown).await;
     }
 
@@ -69,7 +73,12 @@ impl Device {
     ) {
         let period = (self.load.events_per_second > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / self.load.events_per_second));
-        let mut ticker = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+        // Each device starts at a random point of its period, so the fleet publishes evenly
+        // rather than all at once.
+        let period_or_idle = period.unwrap_or(Duration::from_secs(3600));
+        let phase = period_or_idle.mul_f64(rand::rng().random_range(0.0..1.0));
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + phase, period_or_idle);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut connected = false;
         let mut backoff = FIRST_BACKOFF;

@@ -73,6 +73,18 @@ async fn connect(
     }
 }
 
+/// A device connected with its own certificate, id and password.
+async fn connect_device(fleet: &Fleet, device: &Value) -> (AsyncClient, EventLoop) {
+    connect(
+        fleet,
+        id(device),
+        (id(device), password(device)),
+        Some(identity(device)),
+    )
+    .await
+    .unwrap()
+}
+
 /// The next packet the client receives that `pick` wants.
 async fn next<T>(events: &mut EventLoop, mut pick: impl FnMut(Packet) -> Option<T>) -> T {
     loop {
@@ -160,14 +172,7 @@ async fn a_device_talks_mqtt_with_its_certificate_and_password() {
         "a device without its certificate was accepted"
     );
 
-    let (device, mut events) = connect(
-        &fleet,
-        id(washer),
-        (id(washer), password(washer)),
-        Some(identity(washer)),
-    )
-    .await
-    .unwrap();
+    let (device, mut events) = connect_device(&fleet, washer).await;
     let (_, detail) = fleet
         .get(&format!("/api/v1/devices/{}", id(washer)), &owner)
         .await;
@@ -343,14 +348,7 @@ async fn people_use_only_the_topics_of_their_devices_with_their_token() {
     assert_eq!(granted, [false, false]);
 
     // The device's events reach its owner.
-    let (device, mut device_events) = connect(
-        &fleet,
-        id(washer),
-        (id(washer), password(washer)),
-        Some(identity(washer)),
-    )
-    .await
-    .unwrap();
+    let (device, mut device_events) = connect_device(&fleet, washer).await;
     // Its owner learns that it came online.
     let online: Value = next(&mut app_events, |packet| match packet {
         Packet::Publish(message) if message.topic == presence => {
@@ -447,14 +445,7 @@ async fn revocations_close_the_sessions_they_end() {
         subscribe(&app, &mut owner_events, &[&reported]).await,
         [true]
     );
-    let (_device, mut device_events) = connect(
-        &fleet,
-        id(washer),
-        (id(washer), password(washer)),
-        Some(identity(washer)),
-    )
-    .await
-    .unwrap();
+    let (_device, mut device_events) = connect_device(&fleet, washer).await;
 
     // The owner revokes the grant: the technician's session ends, the others stay.
     let (status, _) = fleet
@@ -546,29 +537,7 @@ async fn bad_credentials_are_refused_at_connect() {
 
     // A certificate naming this device from another CA.
     let dir = tempfile::tempdir().unwrap();
-    let (foreign_key, foreign_cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
-    let subject = format!("/CN={}", id(washer));
-    assert!(
-        crate::pki::openssl(&[
-            "req",
-            "-x509",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-subj",
-            &subject,
-            "-days",
-            "30",
-            "-keyout",
-            foreign_key.to_str().unwrap(),
-            "-out",
-            foreign_cert.to_str().unwrap(),
-        ])
-        .status
-        .success()
-    );
+    let (foreign_cert, foreign_key) = crate::pki::self_signed(dir.path(), id(washer));
     let foreign = (
         std::fs::read_to_string(&foreign_cert).unwrap(),
         std::fs::read_to_string(&foreign_key).unwrap(),

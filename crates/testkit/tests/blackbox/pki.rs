@@ -1,7 +1,7 @@
 //! The CA through `warden admin ca|certs` and the public `/pki/…` endpoints, with OpenSSL as the
 //! independent judge of what Warden issues and revokes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use model::Clock;
@@ -25,8 +25,34 @@ pub(crate) fn admin_ok(app: &TestApp, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-pub(crate) fn openssl(args: &[&str]) -> Output {
+fn openssl(args: &[&str]) -> Output {
     Command::new("openssl").args(args).output().unwrap()
+}
+
+/// A self-signed P-256 certificate for `common_name` from no CA of Warden's, made by openssl in
+/// `dir`: the certificate's and the key's paths.
+pub(crate) fn self_signed(dir: &Path, common_name: &str) -> (PathBuf, PathBuf) {
+    let (certificate, key) = (dir.join("self.pem"), dir.join("self.key"));
+    let subject = format!("/CN={common_name}");
+    let made = openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-subj",
+        &subject,
+        "-days",
+        "30",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        certificate.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    (certificate, key)
 }
 
 /// `openssl x509 -in CERTIFICATE -noout ARGS`.
@@ -482,29 +508,7 @@ async fn a_device_renews_over_mutual_tls_in_its_window_and_bad_certificates_are_
     );
     let expired_client = device_client(&app, Some(expired_identity.as_bytes()));
     assert!(renew(&app, &expired_client, &csr).await.is_err());
-    let foreign_key = dir.path().join("self.key");
-    let foreign_cert = dir.path().join("self.pem");
-    assert!(
-        openssl(&[
-            "req",
-            "-x509",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-subj",
-            "/CN=washer-3",
-            "-days",
-            "30",
-            "-keyout",
-            foreign_key.to_str().unwrap(),
-            "-out",
-            foreign_cert.to_str().unwrap(),
-        ])
-        .status
-        .success()
-    );
+    let (foreign_cert, foreign_key) = self_signed(dir.path(), "washer-3");
     let mut foreign_identity = std::fs::read(&foreign_cert).unwrap();
     foreign_identity.extend(std::fs::read(&foreign_key).unwrap());
     assert!(
