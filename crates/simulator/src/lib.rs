@@ -43,6 +43,9 @@ pub struct Counters {
     all_connected: std::sync::OnceLock<Duration>,
     first_connects: AtomicU64,
     devices: AtomicU64,
+    /// Messages sent when every device had connected, and when the fleet was told to stop.
+    sent_when_connected: AtomicU64,
+    stopped: std::sync::OnceLock<(Instant, u64)>,
 }
 
 /// A snapshot of [`Counters`].
@@ -64,6 +67,9 @@ pub struct Summary {
     pub latency_ms: Latency,
     /// Seconds from the start until every device had connected once.
     pub all_connected_seconds: Option<f64>,
+    /// Messages sent per second from when every device had connected until the stop: the rate
+    /// the fleet held, without the connecting.
+    pub steady_rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -86,7 +92,25 @@ impl Counters {
             commands_answered: get(&self.commands_answered),
             latency_ms: self.latency(),
             all_connected_seconds: self.all_connected.get().map(Duration::as_secs_f64),
+            steady_rate: self.steady_rate(),
         }
+    }
+
+    fn steady_rate(&self) -> Option<f64> {
+        let connected_at = *self.started.get()? + *self.all_connected.get()?;
+        let (stopped_at, sent) = *self.stopped.get()?;
+        let seconds = stopped_at
+            .checked_duration_since(connected_at)?
+            .as_secs_f64();
+        let sent = sent.saturating_sub(self.sent_when_connected.load(Ordering::Relaxed));
+        (seconds > 0.0).then(|| sent as f64 / seconds)
+    }
+
+    /// The fleet was told to stop: what it sent until now counts for the steady rate.
+    pub(crate) fn stop(&self) {
+        let _ = self
+            .stopped
+            .set((Instant::now(), self.sent.load(Ordering::Relaxed)));
     }
 
     fn latency(&self) -> Latency {
@@ -129,6 +153,8 @@ impl Counters {
         if connected == self.devices.load(Ordering::Relaxed)
             && let Some(started) = self.started.get()
         {
+            self.sent_when_connected
+                .store(self.sent.load(Ordering::Relaxed), Ordering::Relaxed);
             let _ = self.all_connected.set(started.elapsed());
         }
     }
@@ -177,7 +203,12 @@ pub async fn run(
         // All at once, as after a broker restart: the connect rate is part of what is measured.
         devices.spawn(device.run(shutdown.clone()));
     }
-    while devices.join_next().await.is_some() {}
+    let stopping = async {
+        shutdown.cancelled().await;
+        counters.stop();
+    };
+    let finished = async { while devices.join_next().await.is_some() {} };
+    tokio::join!(stopping, finished);
 }
 
 #[cfg(test)]
