@@ -26,7 +26,13 @@ type Sessions = Mutex<HashMap<String, Session>>;
 pub(crate) struct Session {
     pub client: MqttClient,
     credentials: Credentials,
+    /// Publishes refused so far in this session.
+    refusals: u32,
 }
+
+/// A session whose publishes were refused this often is closed: a client that keeps trying
+/// topics it may not use is broken or probing.
+const MAX_REFUSED_PUBLISHES: u32 = 10;
 
 #[derive(Clone)]
 struct Credentials {
@@ -73,6 +79,15 @@ impl Hooks {
             .unwrap_or_else(PoisonError::into_inner)
             .get(client_id)
             .map(|session| session.client.clone())
+    }
+
+    /// Counts a refused publish of the session of `client_id`; returns its refusals so far.
+    fn count_refusal(&self, client_id: &str) -> u32 {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.get_mut(client_id).map_or(u32::MAX, |session| {
+            session.refusals += 1;
+            session.refusals
+        })
     }
 
     /// Every session let in, by client id.
@@ -145,6 +160,7 @@ impl Hooks {
                         Session {
                             client,
                             credentials,
+                            refusals: 0,
                         },
                     );
                 AuthResult::Allow(false, None)
@@ -256,8 +272,10 @@ impl Handler for Hooks {
                 let result = if allowed {
                     PublishAclResult::allow()
                 } else {
-                    tracing::info!(client_id = %session.id.client_id, topic = %message.topic, "MQTT publish refused");
-                    PublishAclResult::rejected(false, Some("not allowed on this topic".into()))
+                    let refusals = self.count_refusal(&session.id.client_id);
+                    let disconnect = refusals >= MAX_REFUSED_PUBLISHES;
+                    tracing::info!(client_id = %session.id.client_id, topic = %message.topic, refusals, disconnect, "MQTT publish refused");
+                    PublishAclResult::rejected(disconnect, Some("not allowed on this topic".into()))
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
             }

@@ -568,3 +568,32 @@ async fn bad_credentials_are_refused_at_connect() {
     let refusal = refused.err().unwrap_or_default();
     assert!(refusal.contains("BadUserNamePassword"), "{refusal}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_publishing_where_it_may_not_is_disconnected() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 2).await;
+    let (device, mut events) = connect_device(&fleet, &devices[0]).await;
+    let foreign = format!("devices/{}/events", id(&devices[1]));
+    // Nine refusals are answered and the session stays.
+    for _ in 0..9 {
+        device
+            .publish(&foreign, QoS::AtLeastOnce, false, "{}")
+            .await
+            .unwrap();
+        next(&mut events, |packet| {
+            matches!(packet, Packet::PubAck(_)).then_some(())
+        })
+        .await;
+    }
+    // The tenth ends it.
+    device
+        .publish(&foreign, QoS::AtLeastOnce, false, "{}")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut events, 3).await,
+        "the session survived ten refused publishes"
+    );
+}
