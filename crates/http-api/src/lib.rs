@@ -41,6 +41,8 @@ pub use pki::{PeerCertificate, PkiContext};
 /// What the device API needs besides the database.
 #[derive(Debug)]
 pub struct DeviceContext {
+    /// Stores what devices send; an acknowledgement waits for its commit.
+    pub events: events::Recorder,
     /// Keyed hashes of device passwords and claim codes.
     pub hashers: registry::DeviceHashers,
     /// Wakes senders waiting for a command's answer when a device answers on this replica.

@@ -32,6 +32,31 @@ impl Timestamp {
             .unwrap_or_else(|| self.0.to_string())
     }
 
+    /// RFC 3339 in UTC with milliseconds (`2026-12-02T12:00:00.250Z`), for times that order
+    /// events.
+    pub fn to_rfc3339_millis(self) -> String {
+        let nanos = i128::from(self.0) * 1_000_000;
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|at| {
+                at.format(time::macros::format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+                ))
+                .ok()
+            })
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    /// A time written in RFC 3339 (any offset, any fraction of a second, kept to the millisecond);
+    /// `None` when it is not one.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Self)
+    }
+
     /// This time moved forward by `duration`, saturating instead of overflowing.
     pub fn plus(self, duration: Duration) -> Self {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
@@ -127,5 +152,25 @@ mod tests {
             let time = Timestamp::from_unix_millis(millis);
             assert_eq!(Timestamp::from_system_time(time.to_system_time()), time);
         }
+    }
+
+    #[test]
+    fn rfc3339_reads_any_offset_and_writes_milliseconds_in_utc() {
+        let check = |text: &str, millis: Option<i64>| {
+            assert_eq!(
+                Timestamp::parse_rfc3339(text).map(Timestamp::unix_millis),
+                millis,
+                "{text}"
+            );
+        };
+        check("2026-12-03T08:00:00Z", Some(1_796_284_800_000));
+        check("2026-12-03T08:00:00.250Z", Some(1_796_284_800_250));
+        check("2026-12-03T09:00:00.250999+01:00", Some(1_796_284_800_250));
+        check("1969-12-31T23:59:59.999Z", Some(-1));
+        check("2026-12-03 08:00:00", None);
+        check("", None);
+        let at = Timestamp::from_unix_millis(1_796_284_800_250);
+        assert_eq!(at.to_rfc3339_millis(), "2026-12-03T08:00:00.250Z");
+        assert_eq!(Timestamp::parse_rfc3339(&at.to_rfc3339_millis()), Some(at));
     }
 }

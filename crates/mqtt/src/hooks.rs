@@ -8,14 +8,18 @@ use async_trait::async_trait;
 use policy::topic::{
     DeviceTopic, FilterReach, MqttClient, TopicFilter, TopicKind, may_publish, may_subscribe,
 };
+use rmqtt::codec::types::QoS;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::{AuthResult, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{AuthResult, Publish, PublishAclResult, SubscribeAclResult};
 
 use crate::broker::publish;
 use crate::terminate::Peers;
-use crate::{Authority, Hello};
+use crate::{Authority, Hello, Message};
+
+/// A publish that was allowed but could not be stored.
+struct NotStored;
 
 /// Who each session is, by client id, from its authentication to its end.
 type Sessions = Mutex<HashMap<String, Session>>;
@@ -192,23 +196,42 @@ impl Hooks {
         may_subscribe(client, &filter, relation.as_ref(), self.authority.now())
     }
 
-    async fn publish_allowed(&self, client_id: &str, topic: &str, payload: &[u8]) -> bool {
-        let (Some(client), Ok(topic)) = (self.client(client_id), DeviceTopic::parse(topic)) else {
-            return false;
+    /// Whether the publish is allowed, and, for one that is, whether it was stored (`Err`: it
+    /// was not, and must not be acknowledged).
+    async fn publish_allowed(&self, client_id: &str, publish: &Publish) -> Result<bool, NotStored> {
+        let (Some(client), Ok(topic)) =
+            (self.client(client_id), DeviceTopic::parse(&publish.topic))
+        else {
+            return Ok(false);
         };
         if matches!(client, MqttClient::Subject(_)) && written_through_http(topic.kind) {
-            return false;
+            return Ok(false);
         }
         let relation = if client.needs_relation() {
             self.authority.relation(&topic.device_id).await
         } else {
             None
         };
-        let allowed = may_publish(&client, &topic, relation.as_ref(), self.authority.now());
-        if allowed {
-            self.authority.accepted(&client, &topic, payload).await;
+        if !may_publish(&client, &topic, relation.as_ref(), self.authority.now()) {
+            return Ok(false);
         }
-        allowed
+        let properties = publish.properties.as_ref();
+        let message = Message {
+            payload: &publish.payload,
+            acknowledged: publish.qos != QoS::AtMostOnce,
+            content_type: properties.and_then(|p| p.content_type.as_deref()),
+            message_id: properties.and_then(|p| {
+                p.user_properties
+                    .iter()
+                    .find(|(name, _)| name == "message-id")
+                    .map(|(_, value)| value.as_ref())
+            }),
+        };
+        if self.authority.accepted(&client, &topic, message).await {
+            Ok(true)
+        } else {
+            Err(NotStored)
+        }
     }
 
     /// Records a device's session coming or going, and tells the device's readers on its
@@ -225,6 +248,15 @@ impl Hooks {
             command: None,
         };
         let payload = format!(r#"{{"online":{online},"at":"{at}"}}"#);
+        // Presence changes are stored like the device's own messages.
+        let message = Message {
+            payload: payload.as_bytes(),
+            acknowledged: true,
+            content_type: None,
+            message_id: None,
+        };
+        let client = MqttClient::Device(topic.device_id.clone());
+        self.authority.accepted(&client, &topic, message).await;
         if let Err(error) = publish(
             &self.context,
             &topic.to_string(),
@@ -266,16 +298,22 @@ impl Handler for Hooks {
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, message) => {
-                let allowed = self
-                    .publish_allowed(&session.id.client_id, &message.topic, &message.payload)
-                    .await;
-                let result = if allowed {
-                    PublishAclResult::allow()
-                } else {
-                    let refusals = self.count_refusal(&session.id.client_id);
-                    let disconnect = refusals >= MAX_REFUSED_PUBLISHES;
-                    tracing::info!(client_id = %session.id.client_id, topic = %message.topic, refusals, disconnect, "MQTT publish refused");
-                    PublishAclResult::rejected(disconnect, Some("not allowed on this topic".into()))
+                let result = match self.publish_allowed(&session.id.client_id, message).await {
+                    Ok(true) => PublishAclResult::allow(),
+                    // Closing without an acknowledgement makes the client send it again.
+                    Err(NotStored) => PublishAclResult::rejected(
+                        true,
+                        Some("the message could not be stored; send it again".into()),
+                    ),
+                    Ok(false) => {
+                        let refusals = self.count_refusal(&session.id.client_id);
+                        let disconnect = refusals >= MAX_REFUSED_PUBLISHES;
+                        tracing::info!(client_id = %session.id.client_id, topic = %message.topic, refusals, disconnect, "MQTT publish refused");
+                        PublishAclResult::rejected(
+                            disconnect,
+                            Some("not allowed on this topic".into()),
+                        )
+                    }
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
             }

@@ -34,6 +34,18 @@ pub struct Hello<'a> {
     pub certificate: Option<&'a [u8]>,
 }
 
+/// A PUBLISH as the authority sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    pub payload: &'a [u8],
+    /// QoS 1 or 2: the client waits for an acknowledgement, which must mean "stored".
+    pub acknowledged: bool,
+    /// MQTT 5's Content Type property.
+    pub content_type: Option<&'a str>,
+    /// MQTT 5's User Property `message-id`.
+    pub message_id: Option<&'a str>,
+}
+
 /// What the broker asks Warden. Errors inside (a database that does not answer) must come back as
 /// refusals: the broker denies whatever it cannot decide.
 #[async_trait]
@@ -43,8 +55,15 @@ pub trait Authority: Send + Sync + 'static {
     /// The owner and grants of a device, `None` when it is not in the registry.
     async fn relation(&self, device_id: &DeviceId) -> Option<DeviceRelation>;
     fn now(&self) -> Timestamp;
-    /// A message the policy let in, before it is passed on to subscribers.
-    async fn accepted(&self, client: &MqttClient, topic: &DeviceTopic, payload: &[u8]);
+    /// A message the policy let in, before it is acknowledged and passed on to subscribers.
+    /// `false` when it could not be stored: the broker then closes the connection without an
+    /// acknowledgement, so that the client sends it again.
+    async fn accepted(
+        &self,
+        client: &MqttClient,
+        topic: &DeviceTopic,
+        message: Message<'_>,
+    ) -> bool;
     /// A device's session came up or went away.
     async fn presence(&self, device_id: &DeviceId, online: bool);
 }

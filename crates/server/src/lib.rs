@@ -6,6 +6,7 @@
 
 pub mod ca;
 pub mod config;
+mod events;
 mod listen;
 mod mqtt;
 pub mod signing;
@@ -151,7 +152,15 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         )?),
     };
 
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut registry = Registry::with_prefix("warden");
+    let (event_recorder, event_commits) =
+        events::recorder(&store, &settings.events, &mut registry, &shutdown);
+    tasks.spawn(event_commits);
+
     let devices = Arc::new(DeviceContext {
+        events: event_recorder,
         hashers: registry::DeviceHashers::new(&oauth.secret_hasher),
         command_answers: tokio::sync::Notify::new(),
         messages: std::sync::OnceLock::new(),
@@ -172,7 +181,6 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         settings.pki.renewal_window,
     ));
 
-    let mut registry = Registry::with_prefix("warden");
     register_build_info(&mut registry);
     let expiring = Family::<Vec<(String, String)>, Gauge>::default();
     registry.register(
@@ -207,8 +215,6 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     };
     let router = http_api::router(context.clone());
 
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     // Each revocation epoch the watch reads, for whatever must react to revocations.
     let (revocations, _) = tokio::sync::watch::channel(0);
     tasks.spawn(listen::serve_https(
@@ -256,6 +262,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     }
     tasks.spawn(purge_periodically(
         store.clone(),
+        identity_clock.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(events::enforce_retention(
+        store.clone(),
+        settings.events.clone(),
         identity_clock.clone(),
         shutdown.clone(),
     ));

@@ -4,9 +4,10 @@
 //! and commands from the HTTP API to devices.
 
 use async_trait::async_trait;
+use events::{Event, MessageProperties};
 use http_api::{ApiContext, DeviceMessages};
 use model::{DeviceId, Timestamp};
-use mqtt::{Authority, Broker, Hello, Recheck};
+use mqtt::{Authority, Broker, Hello, Message, Recheck};
 use policy::DeviceRelation;
 use policy::topic::{DeviceTopic, MqttClient, TopicKind};
 use serde_json::{Value, json};
@@ -69,18 +70,43 @@ impl Authority for BrokerAuthority {
         self.context.identity.clock.now()
     }
 
-    async fn accepted(&self, client: &MqttClient, topic: &DeviceTopic, payload: &[u8]) {
+    async fn accepted(
+        &self,
+        client: &MqttClient,
+        topic: &DeviceTopic,
+        message: Message<'_>,
+    ) -> bool {
         let MqttClient::Device(device_id) = client else {
-            return;
+            return true;
         };
+        // Stored first: a message is acknowledged only once it is committed.
+        let event = Event::received(
+            device_id.clone(),
+            topic.to_string(),
+            message.payload.to_vec(),
+            MessageProperties {
+                content_type: message.content_type.map(str::to_owned),
+                message_id: message.message_id.map(str::to_owned),
+            },
+            self.now(),
+        );
+        let recorder = &self.context.devices.events;
+        if message.acknowledged {
+            if let Err(error) = recorder.record(event).await {
+                tracing::warn!(%error, %device_id, %topic, "device message not acknowledged");
+                return false;
+            }
+        } else {
+            recorder.offer(event);
+        }
         let recorded = match topic.kind {
-            TopicKind::StateReported => match serde_json::from_slice::<Value>(payload) {
+            TopicKind::StateReported => match serde_json::from_slice::<Value>(message.payload) {
                 Ok(reported) => http_api::record_report(&self.context, device_id, &reported)
                     .await
                     .map_err(|error| error.to_string()),
                 Err(error) => Err(format!("reported state is not JSON: {error}")),
             },
-            TopicKind::CommandResponse => match serde_json::from_slice::<Value>(payload) {
+            TopicKind::CommandResponse => match serde_json::from_slice::<Value>(message.payload) {
                 Ok(answer) => match answer["command_id"].as_str() {
                     Some(command_id) => http_api::record_answer(
                         &self.context,
@@ -94,12 +120,14 @@ impl Authority for BrokerAuthority {
                 },
                 Err(error) => Err(format!("a command response is not JSON: {error}")),
             },
-            // Events are stored by the events part; presence and OTA status follow with theirs.
+            // Events and presence are stored above and need nothing more; OTA status follows
+            // with its part.
             _ => Ok(()),
         };
         if let Err(why) = recorded {
-            tracing::info!(%device_id, %topic, why, "device message not recorded");
+            tracing::info!(%device_id, %topic, why, "device message stored but not applied");
         }
+        true
     }
 
     async fn presence(&self, device_id: &DeviceId, online: bool) {

@@ -14,6 +14,7 @@ mod certificates;
 mod clients;
 mod devices;
 mod error;
+mod events;
 mod grants;
 mod keys;
 mod migrate;
@@ -35,6 +36,7 @@ pub use devices::{
     AnswerOutcome, ClaimOutcome, CommandRecord, DeviceRecord, DeviceState, Devices, GrantRecord,
 };
 pub use error::StoreError;
+pub use events::{Events, RetentionScope, StoredEvent};
 pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
@@ -162,6 +164,10 @@ impl Store {
 
     pub fn devices(&self) -> Devices<'_> {
         Devices::new(&self.pool)
+    }
+
+    pub fn events(&self) -> Events<'_> {
+        Events::new(&self.pool, self.backend)
     }
 
     /// Checks the database's own consistency.

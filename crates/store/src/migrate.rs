@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_revocation_epoch"),
     migration!(9, "0009_pki"),
     migration!(10, "0010_devices"),
+    migration!(11, "0011_events"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -63,10 +64,11 @@ pub(crate) const TABLES: &[&str] = &[
     "device_grants",
     "device_state",
     "device_commands",
+    "device_events",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 10;
+pub const LATEST_SCHEMA_VERSION: i64 = 11;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 mod layers;
 mod reference;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub pki: PkiConfig,
     pub mqtt: MqttConfig,
+    pub events: EventsConfig,
     pub log: LogConfig,
 }
 
@@ -51,6 +53,36 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8883".to_owned(),
+        }
+    }
+}
+
+/// Device events: how they are stored and how long they are kept.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// How long events are kept, in days; older ones are deleted in the background. 0: forever.
+    pub retention_days: u64,
+    /// Retention for devices of a model, in days, overriding `retention_days` (0: forever), as
+    /// a table: `[events.retention_days_by_model]` then `oven-x1 = 30`.
+    pub retention_days_by_model: BTreeMap<String, u64>,
+    /// How many events may wait for their database commit. When it is full, the broker waits
+    /// with devices' acknowledgements (QoS 1) and drops QoS 0 messages, counting them.
+    pub queue: usize,
+    /// The most events one database transaction holds.
+    pub max_batch: usize,
+    /// How many commits may run at once on PostgreSQL (SQLite has one writer).
+    pub postgres_writers: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+            retention_days_by_model: BTreeMap::new(),
+            queue: 10_000,
+            max_batch: 1_000,
+            postgres_writers: 4,
         }
     }
 }
@@ -225,6 +257,7 @@ impl Default for Config {
             oauth: OAuthConfig::default(),
             pki: PkiConfig::default(),
             mqtt: MqttConfig::default(),
+            events: EventsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -301,8 +334,20 @@ pub struct Settings {
     pub refresh_reuse_grace: Duration,
     pub cache: Duration,
     pub pki: PkiSettings,
+    pub events: EventsSettings,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventsSettings {
+    /// `None`: kept forever.
+    pub retention: Option<Duration>,
+    /// Models whose devices' events are kept for another time than `retention`.
+    pub retention_by_model: Vec<(String, Option<Duration>)>,
+    pub recorder: events::RecorderOptions,
+    /// Commits at once on PostgreSQL; SQLite takes one.
+    pub postgres_writers: usize,
 }
 
 #[derive(Clone)]
@@ -523,6 +568,7 @@ impl Config {
         }
 
         let pki = self.pki_settings()?;
+        let events = self.events_settings()?;
 
         Ok(Settings {
             data_dir: self.data_dir.clone(),
@@ -553,6 +599,7 @@ impl Config {
             refresh_reuse_grace: Duration::from_secs(self.oauth.refresh_reuse_grace_seconds),
             cache: Duration::from_secs(self.oauth.cache_seconds),
             pki,
+            events,
             log_format: self.log.format,
             log_level: self.log.level.clone(),
         })
@@ -573,6 +620,42 @@ fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
 }
 
 impl Config {
+    fn events_settings(&self) -> Result<EventsSettings, Invalid> {
+        let days = |days: u64| (days > 0).then(|| Duration::from_secs(days * 24 * 3600));
+        let mut retention_by_model = Vec::new();
+        for (model, model_days) in &self.events.retention_days_by_model {
+            registry::ModelName::parse(model).map_err(|error| {
+                invalid(
+                    "events.retention_days_by_model",
+                    format!("{model:?}: {error}"),
+                )
+            })?;
+            retention_by_model.push((model.clone(), days(*model_days)));
+        }
+        let queue = positive("events.queue", self.events.queue as u64)?;
+        let max_batch = positive("events.max_batch", self.events.max_batch as u64)?;
+        if max_batch > 4_000 {
+            return Err(invalid(
+                "events.max_batch",
+                "must be at most 4000: one insert binds 8 values per event, and SQLite takes at most 32766",
+            ));
+        }
+        Ok(EventsSettings {
+            retention: days(self.events.retention_days),
+            retention_by_model,
+            recorder: events::RecorderOptions {
+                queue: usize::try_from(queue).unwrap_or(usize::MAX),
+                max_batch: usize::try_from(max_batch).unwrap_or(usize::MAX),
+                writers: 1,
+            },
+            postgres_writers: usize::try_from(positive(
+                "events.postgres_writers",
+                self.events.postgres_writers as u64,
+            )?)
+            .unwrap_or(1),
+        })
+    }
+
     fn pki_settings(&self) -> Result<PkiSettings, Invalid> {
         const DAY: u64 = 24 * 3600;
         let encryption_key = optional(&self.pki.encryption_key)

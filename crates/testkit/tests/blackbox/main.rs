@@ -8,6 +8,7 @@ mod breach;
 mod config;
 mod crash;
 mod devices;
+mod events;
 mod hooks;
 mod http;
 mod mqtt;

@@ -45,7 +45,7 @@ fn tls(fleet: &Fleet, identity: Option<(&str, &str)>) -> TlsConfiguration {
 }
 
 /// A client of the broker; `None` and the refusal when the CONNECT is not accepted.
-async fn connect(
+pub(crate) async fn connect(
     fleet: &Fleet,
     client_id: &str,
     credentials: (&str, &str),
@@ -74,7 +74,7 @@ async fn connect(
 }
 
 /// A device connected with its own certificate, id and password.
-async fn connect_device(fleet: &Fleet, device: &Value) -> (AsyncClient, EventLoop) {
+pub(crate) async fn connect_device(fleet: &Fleet, device: &Value) -> (AsyncClient, EventLoop) {
     connect(
         fleet,
         id(device),
@@ -86,7 +86,10 @@ async fn connect_device(fleet: &Fleet, device: &Value) -> (AsyncClient, EventLoo
 }
 
 /// The next packet the client receives that `pick` wants.
-async fn next<T>(events: &mut EventLoop, mut pick: impl FnMut(Packet) -> Option<T>) -> T {
+pub(crate) async fn next<T>(
+    events: &mut EventLoop,
+    mut pick: impl FnMut(Packet) -> Option<T>,
+) -> T {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.poll())
             .await
@@ -122,18 +125,18 @@ async fn subscribe(client: &AsyncClient, events: &mut EventLoop, filters: &[&str
 }
 
 /// A device's certificate chain and key from the maker's API answer.
-fn identity(device: &Value) -> (&str, &str) {
+pub(crate) fn identity(device: &Value) -> (&str, &str) {
     (
         device["certificate_pem"].as_str().unwrap(),
         device["private_key_pem"].as_str().unwrap(),
     )
 }
 
-fn id(device: &Value) -> &str {
+pub(crate) fn id(device: &Value) -> &str {
     device["device_id"].as_str().unwrap()
 }
 
-fn password(device: &Value) -> &str {
+pub(crate) fn password(device: &Value) -> &str {
     device["mqtt_password"].as_str().unwrap()
 }
 

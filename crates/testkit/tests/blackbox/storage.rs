@@ -490,6 +490,178 @@ async fn sqlx_execute(url: &DatabaseUrl, sql: &str) {
     }
 }
 
+/// An event from `device` on its `tail` topic, received at `at` ms, with payload `payload`.
+fn event(device: &str, tail: &str, at: i64, payload: &str) -> events::Event {
+    events::Event::received(
+        model::DeviceId::parse(device).unwrap(),
+        format!("devices/{device}/{tail}"),
+        payload.as_bytes().to_vec(),
+        events::MessageProperties::default(),
+        Timestamp::from_unix_millis(at),
+    )
+}
+
+async fn events_are_stored_once_paged_filtered_and_expired(backend: &str) {
+    use events::{Body, EventQuery, FieldFilter, Order, TopicSelector};
+    use store::RetentionScope;
+
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let events = store.events();
+    let mut batch: Vec<events::Event> = (0..10)
+        .map(|i| {
+            let door = if i % 2 == 0 { "open" } else { "closed" };
+            let payload = format!(r#"{{"id":"e{i}","door":"{door}","hot":{},"t":{i}}}"#, i > 6);
+            event("oven-1", "events", 1_000 + i, &payload)
+        })
+        .collect();
+    batch.push(event("oven-1", "state/reported", 1_005, r#"{"t":5}"#));
+    batch.push(event(
+        "oven-1",
+        "commands/clean/response",
+        1_006,
+        r#"{"ok":true}"#,
+    ));
+    batch.push(event("fridge-1", "events", 1_003, r#"{"id":"e3"}"#));
+    let mut binary = event("oven-1", "events", 1_011, "x");
+    binary.body = Body::Bytes(vec![0xff, 0x00, 0x01]);
+    batch.push(binary.clone());
+    assert_eq!(events.append(&batch).await.unwrap(), 14);
+    // A resend of stored messages, and a repeat inside one batch, are skipped.
+    let again = vec![batch[0].clone(), batch[1].clone(), batch[1].clone()];
+    assert_eq!(events.append(&again).await.unwrap(), 0);
+    assert_eq!(events.append(&[]).await.unwrap(), 0);
+
+    let oven = model::DeviceId::parse("oven-1").unwrap();
+    let ids = |page: &[store::StoredEvent]| -> Vec<String> {
+        page.iter()
+            .map(|stored| stored.event.message_id.clone())
+            .collect()
+    };
+    let all = EventQuery::default();
+    let newest = events.page(&oven, &all, None, 100).await.unwrap();
+    assert_eq!(newest.len(), 13, "the fridge's event is not the oven's");
+    assert_eq!(
+        newest[0].event, binary,
+        "bytes and fields come back as stored"
+    );
+    assert!(
+        newest
+            .windows(2)
+            .all(|pair| pair[0].event.received_at >= pair[1].event.received_at)
+    );
+
+    // Pages of 4, oldest first, joined by cursors, give every event once in order.
+    let mut query = EventQuery {
+        order: Order::OldestFirst,
+        ..EventQuery::default()
+    };
+    let mut paged = Vec::new();
+    loop {
+        let page = events.page(&oven, &query, None, 4).await.unwrap();
+        paged.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == 4 => query.after = Some(last.cursor()),
+            _ => break,
+        }
+    }
+    let mut expected = ids(&newest);
+    expected.reverse();
+    assert_eq!(ids(&paged), expected);
+
+    // Time range, topic, JSON members (text, boolean), the reader's start.
+    let at = Timestamp::from_unix_millis;
+    let ranged = EventQuery {
+        from: Some(at(1_002)),
+        to: Some(at(1_004)),
+        topic: Some(TopicSelector::parse("events").unwrap()),
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        ids(&events.page(&oven, &ranged, None, 100).await.unwrap()),
+        ["e3", "e2"]
+    );
+    let commands = EventQuery {
+        topic: Some(TopicSelector::parse("commands/#").unwrap()),
+        ..EventQuery::default()
+    };
+    let answers = events.page(&oven, &commands, None, 100).await.unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        answers[0].event.topic,
+        "devices/oven-1/commands/clean/response"
+    );
+    let fields = EventQuery {
+        fields: vec![
+            FieldFilter::new("door", "open").unwrap(),
+            FieldFilter::new("hot", "true").unwrap(),
+        ],
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        ids(&events.page(&oven, &fields, None, 100).await.unwrap()),
+        ["e8"]
+    );
+    let number = EventQuery {
+        fields: vec![FieldFilter::new("t", "5").unwrap()],
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        events.page(&oven, &number, None, 100).await.unwrap().len(),
+        2
+    );
+    let since = events
+        .page(&oven, &all, Some(at(1_009)), 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&since), [binary.message_id.clone(), "e9".to_owned()]);
+
+    // Retention: a model's own scope, then everyone else's, in bounded batches.
+    let model = registry::ModelName::parse("oven-x1").unwrap();
+    store
+        .devices()
+        .create(
+            &[registry::NewDevice {
+                device_id: oven.clone(),
+                model: model.clone(),
+                password_hash: "h".into(),
+                claim_code_hash: "c".into(),
+                created_at: at(0),
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    let own = vec![model.as_str().to_owned()];
+    let deleted = events
+        .delete_received_before(at(1_004), RetentionScope::Model(&own[0]), 2)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2, "a batch never exceeds its limit");
+    assert_eq!(
+        events
+            .delete_received_before(at(1_004), RetentionScope::AllBut(&own), 100)
+            .await
+            .unwrap(),
+        1,
+        "only the fridge's old event is outside the oven's model"
+    );
+    assert_eq!(
+        events
+            .delete_received_before(at(1_004), RetentionScope::Model(&own[0]), 100)
+            .await
+            .unwrap(),
+        2
+    );
+    let left = events.page(&oven, &all, None, 100).await.unwrap();
+    assert_eq!(left.len(), 9);
+    assert!(
+        left.iter()
+            .all(|stored| stored.event.received_at >= at(1_004))
+    );
+    assert!(store.check_integrity().await.unwrap().is_ok());
+}
+
 /// Every check above, once per backend: `storage::sqlite::NAME` and `storage::postgres::NAME`.
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -516,4 +688,5 @@ conformance!(
     ping_and_integrity_check_answer_on_a_healthy_database,
     purge_removes_only_what_has_expired,
     the_ca_inventory_and_revocation_counters_work,
+    events_are_stored_once_paged_filtered_and_expired,
 );

@@ -4,6 +4,7 @@
 
 mod access;
 mod commands;
+mod events;
 mod grants;
 mod ownership;
 mod state;
@@ -43,6 +44,11 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route(
             "/api/v1/devices/{device_id}/state/desired",
             put(state::write_desired),
+        )
+        .route("/api/v1/devices/{device_id}/events", get(events::list))
+        .route(
+            "/api/v1/devices/{device_id}/events/export",
+            get(events::export),
         )
         .route("/api/v1/devices/{device_id}/commands", post(commands::send))
         .route(

@@ -1,0 +1,401 @@
+//! Durable ingestion with group commit: callers hand events to a bounded queue and (for messages a
+//! device wants acknowledged) wait until the transaction that holds them has committed.
+//!
+//! No timer groups commits. While one commit runs, new events wait in the queue; the next commit
+//! takes everything waiting, up to `max_batch`. An idle system commits each event at once, a busy
+//! one commits large batches, and throughput follows the database's commit rate times the batch
+//! size. A commit that fails is retried with backoff and never dropped; while it retries the queue
+//! fills, and then `record` waits: back-pressure reaches the broker and through it the devices,
+//! which see their acknowledgements withheld.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::Event;
+
+/// Where events are committed: the database, through the store.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Stores every event of `batch` in one transaction, skipping events whose device and message
+    /// id are already stored. Returns how many were new.
+    async fn append(&self, batch: &[Event]) -> Result<u64, EventLogError>;
+}
+
+/// A commit that did not happen; the recorder retries it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EventLogError(pub String);
+
+/// The event was not committed (the recorder is stopping): the message must not be acknowledged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the event was not stored: the recorder is stopping")]
+pub struct NotStored;
+
+#[derive(Clone, Debug)]
+pub struct RecorderOptions {
+    /// Events that may wait for a commit; beyond this, `record` waits and `offer` drops.
+    pub queue: usize,
+    /// The most events one transaction holds.
+    pub max_batch: usize,
+    /// Commits that may run at once (1 for SQLite, which has one writer).
+    pub writers: usize,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        Self {
+            queue: 10_000,
+            max_batch: 1_000,
+            writers: 1,
+        }
+    }
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    /// Events committed (new ones; resends of stored messages are not counted).
+    pub stored: AtomicU64,
+    /// Resends of messages already stored, skipped.
+    pub duplicates: AtomicU64,
+    pub commits: AtomicU64,
+    /// Commits that failed and were retried.
+    pub failed_commits: AtomicU64,
+    /// Best-effort events (QoS 0) dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+struct Pending {
+    event: Event,
+    /// Told once the event is committed; `None` for best-effort events.
+    committed: Option<oneshot::Sender<()>>,
+}
+
+/// The sending side: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    queue: mpsc::Sender<Pending>,
+    stats: Arc<RecorderStats>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("message_id", &self.event.message_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Backoff between retries of a failed commit.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
+impl Recorder {
+    /// The recorder and its commit loop, for the caller to run as a task it owns. The loop runs
+    /// until `stop` resolves, then commits what is already queued once more and ends; events
+    /// still uncommitted then are reported as [`NotStored`].
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        options: RecorderOptions,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let (sender, receiver) = mpsc::channel(options.queue.max(1));
+        let stats = Arc::new(RecorderStats::default());
+        let commits = commit_loop(log, receiver, options, Arc::clone(&stats), stop);
+        (
+            Self {
+                queue: sender,
+                stats,
+            },
+            commits,
+        )
+    }
+
+    /// Queues `event` and returns once it is committed. Waits for room when the queue is full.
+    pub async fn record(&self, event: Event) -> Result<(), NotStored> {
+        let (committed, done) = oneshot::channel();
+        let pending = Pending {
+            event,
+            committed: Some(committed),
+        };
+        self.queue.send(pending).await.map_err(|_| NotStored)?;
+        done.await.map_err(|_| NotStored)
+    }
+
+    /// Queues `event` without waiting for its commit; drops it (and counts the drop) when the
+    /// queue is full. For messages nobody is waiting to have acknowledged (QoS 0).
+    pub fn offer(&self, event: Event) -> bool {
+        let pending = Pending {
+            event,
+            committed: None,
+        };
+        let queued = self.queue.try_send(pending).is_ok();
+        if !queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    /// Events waiting for a commit now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+}
+
+async fn commit_loop(
+    log: Arc<dyn EventLog>,
+    mut receiver: mpsc::Receiver<Pending>,
+    options: RecorderOptions,
+    stats: Arc<RecorderStats>,
+    stop: impl Future<Output = ()> + Send,
+) {
+    let writers = Arc::new(Semaphore::new(options.writers.max(1)));
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let mut commits = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        // Taking a writer before reading the queue is what groups commits: while every writer
+        // is busy, events gather in the queue for the next batch.
+        let writer = tokio::select! {
+            permit = Arc::clone(&writers).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
+        let first = tokio::select! {
+            next = receiver.recv() => match next {
+                Some(pending) => pending,
+                None => break,
+            },
+            () = &mut stop => break,
+        };
+        let batch = take_batch(first, &mut receiver, options.max_batch);
+        let log = Arc::clone(&log);
+        let stats = Arc::clone(&stats);
+        let stopped = stopped.clone();
+        commits.spawn(async move {
+            commit(log.as_ref(), batch, &stats, stopped).await;
+            drop(writer);
+        });
+        while commits.try_join_next().is_some() {}
+    }
+    // Stopping: no new events, and what is queued gets one more chance before the waiters are
+    // told it was not stored.
+    receiver.close();
+    let _ = stopping.send(true);
+    while let Some(first) = receiver.recv().await {
+        let batch = take_batch(first, &mut receiver, options.max_batch);
+        commit(log.as_ref(), batch, &stats, stopped.clone()).await;
+    }
+    while commits.join_next().await.is_some() {}
+}
+
+fn take_batch(
+    first: Pending,
+    receiver: &mut mpsc::Receiver<Pending>,
+    max_batch: usize,
+) -> Vec<Pending> {
+    let mut batch = vec![first];
+    while batch.len() < max_batch {
+        match receiver.try_recv() {
+            Ok(pending) => batch.push(pending),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Commits `batch`, retrying with backoff until it succeeds or the recorder is stopping, then
+/// tells the waiters. Dropping a waiter's sender unanswered tells it [`NotStored`].
+async fn commit(
+    log: &dyn EventLog,
+    batch: Vec<Pending>,
+    stats: &RecorderStats,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let (events, waiters): (Vec<Event>, Vec<Option<oneshot::Sender<()>>>) = batch
+        .into_iter()
+        .map(|pending| (pending.event, pending.committed))
+        .unzip();
+    let mut delay = FIRST_RETRY;
+    loop {
+        match log.append(&events).await {
+            Ok(new) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.stored.fetch_add(new, Ordering::Relaxed);
+                let total = u64::try_from(events.len()).unwrap_or(u64::MAX);
+                stats
+                    .duplicates
+                    .fetch_add(total.saturating_sub(new), Ordering::Relaxed);
+                for waiter in waiters.into_iter().flatten() {
+                    let _ = waiter.send(());
+                }
+                return;
+            }
+            Err(error) => {
+                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                if *stopped.borrow() {
+                    tracing::error!(%error, events = events.len(), "events not stored at shutdown; their senders were not acknowledged");
+                    return;
+                }
+                tracing::warn!(%error, events = events.len(), retry_in = ?delay, "cannot store events; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stopped.wait_for(|stopping| *stopping) => {}
+                }
+                delay = (delay * 2).min(LAST_RETRY);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    use model::{DeviceId, Timestamp};
+
+    use super::*;
+    use crate::MessageProperties;
+
+    /// An in-memory log whose commits can be made to fail, recording each batch's size.
+    #[derive(Default)]
+    struct MemoryLog {
+        failing: AtomicBool,
+        batches: Mutex<Vec<usize>>,
+        stored: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl EventLog for MemoryLog {
+        async fn append(&self, batch: &[Event]) -> Result<u64, EventLogError> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(EventLogError("database unavailable".into()));
+            }
+            self.batches.lock().unwrap().push(batch.len());
+            let mut stored = self.stored.lock().unwrap();
+            let before = stored.len();
+            for event in batch {
+                if !stored.contains(&event.message_id) {
+                    stored.push(event.message_id.clone());
+                }
+            }
+            Ok((stored.len() - before) as u64)
+        }
+    }
+
+    fn event(id: u32) -> Event {
+        Event::received(
+            DeviceId::parse("oven-1").unwrap(),
+            "devices/oven-1/events".to_owned(),
+            format!(r#"{{"id":"m-{id}"}}"#).into_bytes(),
+            MessageProperties::default(),
+            Timestamp::from_unix_millis(0),
+        )
+    }
+
+    fn start(
+        log: Arc<MemoryLog>,
+        options: &RecorderOptions,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> (Recorder, tokio::task::JoinHandle<()>) {
+        let (recorder, commits) = Recorder::new(log, options.clone(), stop);
+        (recorder, tokio::spawn(commits))
+    }
+
+    fn options(queue: usize) -> RecorderOptions {
+        RecorderOptions {
+            queue,
+            max_batch: 100,
+            writers: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_records_share_commits_and_each_returns_after_its_own() {
+        let log = Arc::new(MemoryLog::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (recorder, task) = start(log.clone(), &options(1_000), async {
+            let _ = stopped.await;
+        });
+        let mut senders = JoinSet::new();
+        for id in 0..300 {
+            let recorder = recorder.clone();
+            senders.spawn(async move { recorder.record(event(id)).await });
+        }
+        while let Some(result) = senders.join_next().await {
+            assert_eq!(result.unwrap(), Ok(()));
+        }
+        assert_eq!(log.stored.lock().unwrap().len(), 300);
+        let batches = log.batches.lock().unwrap().clone();
+        assert!(
+            batches.len() < 300 && batches.iter().all(|size| *size <= 100),
+            "commits were grouped, none above max_batch: {batches:?}"
+        );
+        assert_eq!(recorder.stats().stored.load(Ordering::Relaxed), 300);
+        let _ = stop.send(());
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_resent_message_is_stored_once() {
+        let log = Arc::new(MemoryLog::default());
+        let (recorder, _task) = start(log.clone(), &options(10), std::future::pending());
+        recorder.record(event(1)).await.unwrap();
+        recorder.record(event(1)).await.unwrap();
+        assert_eq!(*log.stored.lock().unwrap(), vec!["m-1".to_owned()]);
+        assert_eq!(recorder.stats().duplicates.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_database_holds_events_back_until_it_returns() {
+        let log = Arc::new(MemoryLog::default());
+        log.failing.store(true, Ordering::SeqCst);
+        let (recorder, _task) = start(log.clone(), &options(4), std::future::pending());
+        let waiting = {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { recorder.record(event(1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "no answer while nothing is stored");
+        // The queue is bounded: best-effort events beyond it are dropped and counted.
+        let offered = (2..20).filter(|id| recorder.offer(event(*id))).count();
+        assert!(offered <= 4, "{offered}");
+        assert!(recorder.stats().dropped.load(Ordering::Relaxed) >= 14);
+        log.failing.store(false, Ordering::SeqCst);
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        assert!(recorder.stats().failed_commits.load(Ordering::Relaxed) >= 1);
+        assert!(log.stored.lock().unwrap().contains(&"m-1".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn stopping_with_the_database_down_answers_not_stored() {
+        let log = Arc::new(MemoryLog::default());
+        log.failing.store(true, Ordering::SeqCst);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (recorder, task) = start(log.clone(), &options(10), async {
+            let _ = stopped.await;
+        });
+        let waiting = {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { recorder.record(event(1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stop.send(());
+        assert_eq!(waiting.await.unwrap(), Err(NotStored));
+        task.await.unwrap();
+        assert_eq!(recorder.record(event(2)).await, Err(NotStored));
+    }
+}

@@ -1,0 +1,254 @@
+//! Device events end to end: a device publishes over MQTT through `rumqttc`, every acknowledged
+//! message is stored once, and people read them over HTTP by page, filter and export, within
+//! what the policy lets them see.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rumqttc::{Packet, QoS};
+use serde_json::{Value, json};
+
+use crate::devices::Fleet;
+use crate::mqtt::{connect_device, id, next};
+
+/// Follows `next_cursor` from `path` (which has a query string) to the end; every event.
+async fn every_page(fleet: &Fleet, path: &str, token: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut url = path.to_owned();
+    loop {
+        let (status, page) = fleet.get(&url, token).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        all.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{path}&cursor={cursor}"),
+            None => return all,
+        }
+    }
+}
+
+async fn export(fleet: &Fleet, path: &str, token: &str) -> (StatusCode, String, String) {
+    let response = fleet
+        .app
+        .client
+        .get(fleet.app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_is_stored_once_and_readable_by_its_readers() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let oven = &devices[0];
+    let device_id = id(oven);
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, oven).await.0, StatusCode::OK);
+    let technician = fleet.person("tech@example.com", "technician").await;
+    let (status, _) = fleet
+        .grant(
+            &owner,
+            device_id,
+            "tech@example.com",
+            &["read_status"],
+            3600,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let stranger = fleet.person("stranger@example.com", "customer").await;
+
+    // Five events with their own ids (the third sent twice, as after a lost PUBACK), one binary
+    // event, and a state report, all QoS 1; each PUBACK means "stored".
+    let (device, mut connection) = connect_device(&fleet, oven).await;
+    let events_topic = format!("devices/{device_id}/events");
+    let mut sent = 0;
+    for (number, kind) in [
+        (1, "door"),
+        (2, "heat"),
+        (3, "door"),
+        (3, "door"),
+        (4, "heat"),
+        (5, "door"),
+    ] {
+        let payload =
+            json!({"id": format!("e{number}"), "kind": kind, "at": "2026-12-03T08:00:00Z"});
+        device
+            .publish(&events_topic, QoS::AtLeastOnce, false, payload.to_string())
+            .await
+            .unwrap();
+        sent += 1;
+    }
+    device
+        .publish(
+            &events_topic,
+            QoS::AtLeastOnce,
+            false,
+            vec![0xde, 0xad, 0x00],
+        )
+        .await
+        .unwrap();
+    device
+        .publish(
+            format!("devices/{device_id}/state/reported"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"temperature": 180}).to_string(),
+        )
+        .await
+        .unwrap();
+    sent += 2;
+    let mut acknowledged = 0;
+    while acknowledged < sent {
+        next(&mut connection, |packet| {
+            matches!(packet, Packet::PubAck(_)).then_some(())
+        })
+        .await;
+        acknowledged += 1;
+    }
+
+    // The owner pages through everything, newest first: the presence change, five distinct
+    // events, the binary one and the report; the resend is not there twice.
+    let base = format!("/api/v1/devices/{device_id}/events");
+    let all = every_page(&fleet, &format!("{base}?limit=3"), &owner).await;
+    let topics: Vec<&str> = all
+        .iter()
+        .map(|event| event["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(all.len(), 8, "{all:#?}");
+    assert_eq!(topics[0], format!("devices/{device_id}/state/reported"));
+    assert_eq!(topics[7], format!("devices/{device_id}/presence"));
+    assert_eq!(all[7]["payload"]["online"], true);
+    let ids: Vec<&str> = all[2..7]
+        .iter()
+        .map(|event| event["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["e5", "e4", "e3", "e2", "e1"]);
+    assert_eq!(all[1]["payload"], Value::Null);
+    assert_eq!(all[1]["payload_base64"], "3q0A");
+    assert_eq!(all[1]["content_type"], "application/octet-stream");
+    assert_eq!(all[2]["payload"]["kind"], "door");
+    assert_eq!(all[2]["device_time"], "2026-12-03T08:00:00.000Z");
+
+    // Filters: topic and a JSON member, oldest first.
+    let (status, doors) = fleet
+        .get(
+            &format!("{base}?topic=events&field.kind=door&order=oldest"),
+            &owner,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{doors}");
+    let door_ids: Vec<&str> = doors["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(door_ids, ["e1", "e3", "e5"]);
+    assert_eq!(doors["next_cursor"], Value::Null);
+
+    // Exports stream every event as NDJSON or CSV.
+    let (status, content_type, ndjson) = export(&fleet, &format!("{base}/export"), &owner).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::OK, "application/x-ndjson")
+    );
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines, all);
+    let (status, content_type, csv) = export(
+        &fleet,
+        &format!("{base}/export?format=csv&topic=events"),
+        &owner,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let rows: Vec<&str> = csv.split("\r\n").filter(|row| !row.is_empty()).collect();
+    assert_eq!(rows.len(), 1 + 6, "{csv}");
+    assert!(rows[0].starts_with("received_at,device_time,topic,message_id"));
+    assert!(
+        rows[1].ends_with(",application/octet-stream,base64,3q0A"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[2].contains(r#""id"":""e5"""#), "{}", rows[2]);
+
+    // Bad questions get a clear answer.
+    for (query, expected) in [
+        ("?limit=0", "limit"),
+        ("?cursor=garbage", "cursor"),
+        ("?from=yesterday", "from"),
+        ("?topic=events/%2B", "topic"),
+        ("?field.a.b=1", "field"),
+        ("?colour=red", "unknown parameter"),
+        (
+            "?from=2026-12-03T09:00:00Z&to=2026-12-03T08:00:00Z",
+            "before",
+        ),
+    ] {
+        let (status, body) = fleet.get(&format!("{base}{query}"), &owner).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body.to_string().contains(expected), "{query}: {body}");
+    }
+    let (status, _, _) = export(&fleet, &format!("{base}/export?format=xml"), &owner).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A technician granted read_status only, and a stranger, read nothing.
+    assert_eq!(fleet.get(&base, &technician).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(fleet.get(&base, &stranger).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        export(&fleet, &format!("{base}/export"), &stranger).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // After a release, the next owner reads only what arrived since their claim.
+    drop(device);
+    fleet.app.clock.advance(Duration::from_secs(60));
+    let (status, _) = fleet
+        .post(
+            &format!("/api/v1/devices/{device_id}/release"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, code) = fleet
+        .post(
+            &format!("/api/v1/admin/devices/{device_id}/claim-code"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    let buyer = fleet.person("buyer@example.com", "customer").await;
+    let (status, _) = fleet
+        .claim(
+            &buyer,
+            &json!({"device_id": device_id, "claim_code": code["claim_code"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = fleet.get(&format!("{base}?topic=events"), &buyer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        page["events"],
+        json!([]),
+        "the previous owner's events stay hidden"
+    );
+    let (_, everything) = fleet.get(&format!("{base}?topic=events"), &admin).await;
+    assert_eq!(
+        everything["events"].as_array().unwrap().len(),
+        6,
+        "admins read all"
+    );
+}
