@@ -83,6 +83,7 @@ impl Device {
         let mut connected = false;
         let mut backoff = FIRST_BACKOFF;
         let mut sequence = 0_u64;
+        let run: u32 = rand::random();
         let mut ever_connected = false;
         // When each unacknowledged publish left, by packet id.
         let mut leaving: HashMap<u16, Instant> = HashMap::new();
@@ -91,7 +92,7 @@ impl Device {
                 () = shutdown.cancelled() => break,
                 _ = ticker.tick(), if connected && period.is_some() => {
                     sequence += 1;
-                    self.publish_event(client, sequence);
+                    self.publish_event(client, run, sequence);
                 }
                 event = events.poll() => match event {
                     Ok(Event::Incoming(packet)) => {
@@ -193,8 +194,8 @@ impl Device {
         }
     }
 
-    fn publish_event(&self, client: &AsyncClient, sequence: u64) {
-        let payload = event_payload(sequence, self.load.payload_bytes);
+    fn publish_event(&self, client: &AsyncClient, run: u32, sequence: u64) {
+        let payload = event_payload(run, sequence, self.load.payload_bytes);
         // A full queue means the broker is not keeping up: the event is skipped, not queued.
         if client
             .try_publish(self.topic("events"), QoS::AtLeastOnce, false, payload)
@@ -260,12 +261,14 @@ fn tls(bundle: &Bundle) -> Result<rustls::ClientConfig, rustls::Error> {
         .with_client_auth_cert(chain, key)
 }
 
-/// An event of about `size` bytes: `{"seq":N,"at":MILLIS,"pad":"…"}`.
-fn event_payload(sequence: u64, size: usize) -> Vec<u8> {
+/// An event of about `size` bytes: `{"id":"RUN-N","seq":N,"at":MILLIS,"pad":"…"}`. The id is
+/// unique for the device across runs (`run` is random per run), so that Warden stores a resend
+/// once and a later run's events as new ones.
+fn event_payload(run: u32, sequence: u64, size: usize) -> Vec<u8> {
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
-    let head = format!(r#"{{"seq":{sequence},"at":{at},"pad":""#);
+    let head = format!(r#"{{"id":"{run:08x}-{sequence}","seq":{sequence},"at":{at},"pad":""#);
     let padding = size.saturating_sub(head.len() + 2);
     let mut payload = head.into_bytes();
     payload.resize(payload.len() + padding, b'x');
@@ -291,11 +294,12 @@ mod tests {
     #[test]
     fn events_have_the_asked_size_and_are_json() {
         // Smaller sizes than the fields need give the fields alone.
-        let fields_alone = event_payload(7, 0).len();
+        let fields_alone = event_payload(0xabc, 7, 0).len();
         for size in [0, 10, 64, 1000] {
-            let payload = event_payload(7, size);
+            let payload = event_payload(0xabc, 7, size);
             let event: Value = serde_json::from_slice(&payload).unwrap();
             assert_eq!(event["seq"], 7);
+            assert_eq!(event["id"], "00000abc-7");
             assert_eq!(payload.len(), size.max(fields_alone));
         }
     }
