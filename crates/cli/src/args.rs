@@ -96,6 +96,10 @@ pub struct SimulateArgs {
     /// Stop after this many seconds (default: at Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<u64>,
+    /// Write every acknowledged event to FILE, one `DEVICE_ID MESSAGE_ID` line each: what a
+    /// durability check compares with the database.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
     /// Print the final summary as JSON.
     #[arg(long)]
     pub json: bool,

@@ -45,7 +45,15 @@ pub async fn run(args: SimulateArgs, global: &GlobalArgs) -> Result<(), Failure>
         events_per_second: args.rate,
         payload_bytes: args.payload_bytes,
     };
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(match &args.ledger {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create the ledger {}", path.display()))
+                .map_err(Failure::Input)?;
+            Counters::with_ledger(Box::new(std::io::BufWriter::new(file)))
+        }
+        None => Counters::default(),
+    });
     let shutdown = CancellationToken::new();
     eprintln!(
         "simulating {} device(s) against {}:{}",
@@ -86,6 +94,7 @@ pub async fn run(args: SimulateArgs, global: &GlobalArgs) -> Result<(), Failure>
     }
     shutdown.cancel();
     fleet.await.context("the simulation failed")?;
+    counters.flush_ledger().context("cannot write the ledger")?;
     let summary = counters.summary();
     if args.json {
         println!(

@@ -1,6 +1,6 @@
 //! One simulated device: its connection, what it publishes and how it answers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -85,14 +85,18 @@ impl Device {
         let mut sequence = 0_u64;
         let run: u32 = rand::random();
         let mut ever_connected = false;
-        // When each unacknowledged publish left, by packet id.
-        let mut leaving: HashMap<u16, Instant> = HashMap::new();
+        let mut outbox = Outbox::default();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = ticker.tick(), if connected && period.is_some() => {
                     sequence += 1;
-                    self.publish_event(client, run, sequence);
+                    let payload = event_payload(run, sequence, self.load.payload_bytes);
+                    // A full queue means the broker is not keeping up: the event is skipped,
+                    // not queued.
+                    if self.publish(client, self.topic("events"), payload.clone()) {
+                        outbox.queued(Some((sequence, payload)));
+                    }
                 }
                 event = events.poll() => match event {
                     Ok(Event::Incoming(packet)) => {
@@ -105,22 +109,29 @@ impl Device {
                                     self.counters.first_connect();
                                 }
                                 self.subscribe(client);
-                            }
-                            Packet::PubAck(ack) => {
-                                if let Some(left) = leaving.remove(&ack.pkid) {
-                                    self.counters.record_latency(left.elapsed());
+                                // Events never acknowledged go again, as a device with an
+                                // outbox would send them; their ids make the resend harmless.
+                                for (sequence, payload) in outbox.unacknowledged() {
+                                    if self.publish(client, self.topic("events"), payload) {
+                                        self.counters.resent.fetch_add(1, Ordering::Relaxed);
+                                        outbox.queued_again(sequence);
+                                    }
                                 }
-                                self.acknowledged();
                             }
-                            Packet::Publish(message) => self.answer(client, &message),
+                            Packet::PubAck(ack) => self.acknowledged(&mut outbox, ack.pkid, run),
+                            Packet::Publish(message) if self.answer(client, &message) => {
+                                outbox.queued(None);
+                            }
                             _ => {}
                         }
                     }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                        leaving.insert(pkid, Instant::now());
-                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => outbox.left(pkid),
                     Ok(Event::Outgoing(_)) => {}
                     Err(error) => {
+                        // rumqttc drops what it had not sent or had not seen acknowledged
+                        // when the next session is a new one.
+                        outbox.connection_lost();
+                        self.in_flight.store(0, Ordering::Relaxed);
                         if connected {
                             connected = false;
                             self.counters.connected.fetch_sub(1, Ordering::Relaxed);
@@ -144,7 +155,10 @@ impl Device {
             let _ = tokio::time::timeout(DRAIN, async {
                 while self.in_flight() > 0 {
                     match events.poll().await {
-                        Ok(Event::Incoming(Packet::PubAck(_))) => self.acknowledged(),
+                        Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                            self.acknowledged(&mut outbox, ack.pkid, run);
+                        }
+                        Ok(Event::Outgoing(Outgoing::Publish(pkid))) => outbox.left(pkid),
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -167,7 +181,15 @@ impl Device {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    fn acknowledged(&self) {
+    fn acknowledged(&self, outbox: &mut Outbox, pkid: u16, run: u32) {
+        let (latency, event) = outbox.acknowledged(pkid);
+        if let Some(latency) = latency {
+            self.counters.record_latency(latency);
+        }
+        if let Some(sequence) = event {
+            self.counters
+                .log_acknowledged(&self.bundle.device_id, &event_id(run, sequence));
+        }
         self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
         let _ = self
             .in_flight
@@ -194,21 +216,22 @@ impl Device {
         }
     }
 
-    fn publish_event(&self, client: &AsyncClient, run: u32, sequence: u64) {
-        let payload = event_payload(run, sequence, self.load.payload_bytes);
-        // A full queue means the broker is not keeping up: the event is skipped, not queued.
-        if client
-            .try_publish(self.topic("events"), QoS::AtLeastOnce, false, payload)
-            .is_ok()
-        {
+    /// Hands a QoS 1 message to the client; `false` when its queue is full.
+    fn publish(&self, client: &AsyncClient, topic: String, payload: Vec<u8>) -> bool {
+        let queued = client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .is_ok();
+        if queued {
             self.sent();
         }
+        queued
     }
 
-    /// Applies desired settings by reporting them, and answers commands.
-    fn answer(&self, client: &AsyncClient, message: &Publish) {
+    /// Applies desired settings by reporting them, and answers commands; `true` when it
+    /// published a reply.
+    fn answer(&self, client: &AsyncClient, message: &Publish) -> bool {
         let Ok(body) = serde_json::from_slice::<Value>(&message.payload) else {
-            return;
+            return false;
         };
         let (topic, reply, counter) = if message.topic == self.topic("state/desired") {
             let reported = body.get("settings").cloned().unwrap_or(Value::Null);
@@ -232,16 +255,76 @@ impl Device {
                 &self.counters.commands_answered,
             )
         } else {
-            return;
+            return false;
         };
-        if client
-            .try_publish(topic, QoS::AtLeastOnce, false, reply.to_string())
-            .is_ok()
-        {
-            self.sent();
+        let replied = self.publish(client, topic, reply.to_string().into_bytes());
+        if replied {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        replied
     }
+}
+
+/// A device's QoS 1 publishes until their acknowledgement. Events stay until acknowledged, to be
+/// sent again on the next connection; each publish is matched to its packet id in the order the
+/// client sends them.
+#[derive(Default)]
+struct Outbox {
+    /// Unacknowledged events by sequence number.
+    events: BTreeMap<u64, Vec<u8>>,
+    /// Publishes handed to the client and not yet sent: an event's sequence, `None` for a reply.
+    requests: VecDeque<Option<u64>>,
+    /// Publishes sent and not yet acknowledged, by packet id: when they left, and which event.
+    leaving: HashMap<u16, (Instant, Option<u64>)>,
+}
+
+impl Outbox {
+    fn queued(&mut self, event: Option<(u64, Vec<u8>)>) {
+        let sequence = event.map(|(sequence, payload)| {
+            self.events.insert(sequence, payload);
+            sequence
+        });
+        self.requests.push_back(sequence);
+    }
+
+    fn queued_again(&mut self, sequence: u64) {
+        self.requests.push_back(Some(sequence));
+    }
+
+    fn unacknowledged(&self) -> Vec<(u64, Vec<u8>)> {
+        self.events
+            .iter()
+            .map(|(sequence, payload)| (*sequence, payload.clone()))
+            .collect()
+    }
+
+    fn left(&mut self, pkid: u16) {
+        let sequence = self.requests.pop_front().flatten();
+        self.leaving.insert(pkid, (Instant::now(), sequence));
+    }
+
+    /// The latency of the acknowledged publish, and the event it was, if it was one.
+    fn acknowledged(&mut self, pkid: u16) -> (Option<Duration>, Option<u64>) {
+        match self.leaving.remove(&pkid) {
+            Some((left, sequence)) => {
+                if let Some(sequence) = sequence {
+                    self.events.remove(&sequence);
+                }
+                (Some(left.elapsed()), sequence)
+            }
+            None => (None, None),
+        }
+    }
+
+    fn connection_lost(&mut self) {
+        self.requests.clear();
+        self.leaving.clear();
+    }
+}
+
+/// The id an event carries: unique for the device across runs.
+fn event_id(run: u32, sequence: u64) -> String {
+    format!("{run:08x}-{sequence}")
 }
 
 /// TLS for a device: trusts the bundle's root, presents the bundle's certificate and key.
@@ -268,7 +351,8 @@ fn event_payload(run: u32, sequence: u64, size: usize) -> Vec<u8> {
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
-    let head = format!(r#"{{"id":"{run:08x}-{sequence}","seq":{sequence},"at":{at},"pad":""#);
+    let id = event_id(run, sequence);
+    let head = format!(r#"{{"id":"{id}","seq":{sequence},"at":{at},"pad":""#);
     let padding = size.saturating_sub(head.len() + 2);
     let mut payload = head.into_bytes();
     payload.resize(payload.len() + padding, b'x');

@@ -7,6 +7,7 @@
 mod bundle;
 mod device;
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ pub struct Counters {
     reconnects: AtomicU64,
     settings_applied: AtomicU64,
     commands_answered: AtomicU64,
+    resent: AtomicU64,
+    /// Where each acknowledged event is written, when asked.
+    ledger: Option<Ledger>,
     /// Microseconds from a publish leaving the client to its acknowledgement, every one.
     latencies: std::sync::Mutex<Vec<u32>>,
     /// When the fleet started, and when every device had connected once.
@@ -62,6 +66,8 @@ pub struct Summary {
     pub reconnects: u64,
     pub settings_applied: u64,
     pub commands_answered: u64,
+    /// Events sent again on a new connection because their acknowledgement never came.
+    pub resent: u64,
     /// Publish-to-acknowledgement latency in milliseconds (median, 99th percentile, largest),
     /// from when every device had connected.
     pub latency_ms: Latency,
@@ -79,7 +85,45 @@ pub struct Latency {
     pub max: f64,
 }
 
+/// Acknowledged events, one line each: `DEVICE_ID MESSAGE_ID`.
+struct Ledger(std::sync::Mutex<Box<dyn std::io::Write + Send>>);
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ledger")
+    }
+}
+
 impl Counters {
+    /// Counters that also write every acknowledged event's device and message id to `ledger`,
+    /// so that a test can check each of them is stored.
+    pub fn with_ledger(ledger: Box<dyn std::io::Write + Send>) -> Self {
+        Self {
+            ledger: Some(Ledger(std::sync::Mutex::new(ledger))),
+            ..Self::default()
+        }
+    }
+
+    /// Writes out what the ledger holds.
+    pub fn flush_ledger(&self) -> std::io::Result<()> {
+        match &self.ledger {
+            Some(Ledger(writer)) => writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .flush(),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn log_acknowledged(&self, device_id: &str, message_id: &str) {
+        if let Some(Ledger(writer)) = &self.ledger {
+            let mut writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if writeln!(writer, "{device_id} {message_id}").is_err() {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Summary {
@@ -90,6 +134,7 @@ impl Counters {
             reconnects: get(&self.reconnects),
             settings_applied: get(&self.settings_applied),
             commands_answered: get(&self.commands_answered),
+            resent: get(&self.resent),
             latency_ms: self.latency(),
             all_connected_seconds: self.all_connected.get().map(Duration::as_secs_f64),
             steady_rate: self.steady_rate(),
@@ -164,7 +209,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "connected {}, sent {}, acknowledged {} (p50 {:.1} ms, p99 {:.1} ms), errors {}, reconnects {}, settings applied {}, commands answered {}",
+            "connected {}, sent {}, acknowledged {} (p50 {:.1} ms, p99 {:.1} ms), errors {}, reconnects {}, resent {}, settings applied {}, commands answered {}",
             self.connected,
             self.sent,
             self.acknowledged,
@@ -172,6 +217,7 @@ impl std::fmt::Display for Summary {
             self.latency_ms.p99,
             self.errors,
             self.reconnects,
+            self.resent,
             self.settings_applied,
             self.commands_answered
         )

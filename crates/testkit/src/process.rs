@@ -40,6 +40,7 @@ pub fn warden_command(args: &[&str]) -> Command {
 pub struct WardenProcess {
     pub child: Child,
     pub https: std::net::SocketAddr,
+    pub mqtt: Option<std::net::SocketAddr>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -62,9 +63,11 @@ impl WardenProcess {
             "127.0.0.1:0",
             "--device-listen",
             "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
         ];
+        // A caller may pin the broker's port, to restart on the one its clients know.
+        if !extra_args.contains(&"--mqtt-listen") {
+            args.extend(["--mqtt-listen", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra_args);
         let mut command = warden_command(&args);
         for (name, value) in env {
@@ -103,7 +106,13 @@ impl WardenProcess {
         let text = std::fs::read_to_string(&addresses).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         let https = parsed["https"].as_str().unwrap().parse().unwrap();
-        Self { child, https, logs }
+        let mqtt = parsed["mqtt"].as_str().map(|text| text.parse().unwrap());
+        Self {
+            child,
+            https,
+            mqtt,
+            logs,
+        }
     }
 
     /// Everything the process has written to standard error so far: its log.

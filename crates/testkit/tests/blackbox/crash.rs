@@ -113,3 +113,126 @@ async fn kill_9_during_a_burst_of_writes_loses_nothing_committed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// SIGKILL in the middle of a QoS 1 stream from `warden device simulate`: after a restart on the
+/// same port the devices reconnect and send again what was never acknowledged, and every event
+/// a device saw acknowledged is in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_qos_1_stream_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let bundles = dir.path().join("bundles");
+    let ledger = dir.path().join("acknowledged.txt");
+    // The broker's port is pinned so that the restarted server is where the devices look.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mqtt_listen = format!("127.0.0.1:{port}");
+    let mut server = WardenProcess::serve(&data, &["--mqtt-listen", &mqtt_listen]);
+    let made = warden_command(&[
+        "admin",
+        "device",
+        "create",
+        "--data-dir",
+        &data_arg,
+        "--model",
+        "oven-x1",
+        "--count",
+        "10",
+        "--out",
+        bundles.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let simulation = warden_command(&[
+        "device",
+        "simulate",
+        "--bundle",
+        bundles.to_str().unwrap(),
+        "--broker",
+        &format!("localhost:{port}"),
+        "--rate",
+        "200",
+        "--duration",
+        "15",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Ten devices at 200 events per second each: the stream is in full flow after 4 s, with
+    // events arriving during every commit.
+    std::thread::sleep(Duration::from_secs(4));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut restarted = WardenProcess::serve(&data, &["--mqtt-listen", &mqtt_listen]);
+
+    let output = simulation.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        summary["reconnects"].as_u64().unwrap() >= 10,
+        "every device lost its connection to the killed server: {summary}"
+    );
+    assert_eq!(
+        restarted
+            .signal_and_wait("TERM", Duration::from_secs(20))
+            .map(|status| status.success()),
+        Some(true)
+    );
+
+    let acknowledged: Vec<(String, String)> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (device, message) = line.split_once(' ').unwrap();
+            (device.to_owned(), message.to_owned())
+        })
+        .collect();
+    assert!(
+        acknowledged.len() > 1_000,
+        "the devices published before and after the kill: {summary}"
+    );
+    let mut database = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        data.join("warden.db").display()
+    ))
+    .await
+    .unwrap();
+    let stored: std::collections::HashSet<(String, String)> = sqlx::query_as(
+        "SELECT device_id, message_id FROM device_events WHERE topic LIKE 'devices/%/events'",
+    )
+    .fetch_all(&mut database)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let missing: Vec<_> = acknowledged
+        .iter()
+        .filter(|event| !stored.contains(*event))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events are not stored, for example {:?}",
+        missing.len(),
+        acknowledged.len(),
+        missing.first()
+    );
+}

@@ -55,7 +55,11 @@ impl Fleet {
     }
 
     pub(crate) async fn on_postgres() -> Self {
-        let url = Cluster::shared().create_database().await;
+        Self::on_database(Cluster::shared().create_database().await).await
+    }
+
+    /// A fleet on a PostgreSQL database of the caller's cluster.
+    pub(crate) async fn on_database(url: DatabaseUrl) -> Self {
         let text = match &url {
             DatabaseUrl::Postgres(text) => text.clone(),
             DatabaseUrl::Sqlite(_) => unreachable!("the cluster makes PostgreSQL databases"),

@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use rumqttc::{Packet, QoS};
 use serde_json::{Value, json};
 
+use testkit::postgres::Cluster;
+
 use crate::devices::Fleet;
 use crate::mqtt::{connect_device, id, next};
 
@@ -251,4 +253,77 @@ async fn every_acknowledged_message_is_stored_once_and_readable_by_its_readers()
         6,
         "admins read all"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_down_devices_wait_and_nothing_is_lost() {
+    // A cluster of its own: stopping the shared one would break the other tests.
+    let cluster = Cluster::start();
+    let fleet = Fleet::on_database(cluster.create_database().await).await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let device_id = id(&devices[0]).to_owned();
+    let (device, mut connection) = connect_device(&fleet, &devices[0]).await;
+    let topic = format!("devices/{device_id}/events");
+    let send = async |number: u32| {
+        device
+            .publish(
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                json!({"id": format!("e{number}")}).to_string(),
+            )
+            .await
+            .unwrap();
+    };
+    send(0).await;
+    next(&mut connection, |packet| {
+        matches!(packet, Packet::PubAck(_)).then_some(())
+    })
+    .await;
+
+    tokio::task::block_in_place(|| cluster.stop());
+    // Fewer than the client's request queue holds, since nothing polls it while they go.
+    for number in 1..=10 {
+        send(number).await;
+    }
+    // Nothing can be stored, so nothing is acknowledged: the device holds on to its messages.
+    let stalled = tokio::time::timeout(Duration::from_secs(3), async {
+        next(&mut connection, |packet| {
+            matches!(packet, Packet::PubAck(_)).then_some(())
+        })
+        .await;
+    })
+    .await;
+    assert!(
+        stalled.is_err(),
+        "a message was acknowledged while the database was down"
+    );
+
+    tokio::task::block_in_place(|| cluster.resume());
+    for _ in 1..=10 {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            next(&mut connection, |packet| {
+                matches!(packet, Packet::PubAck(_)).then_some(())
+            }),
+        )
+        .await
+        .expect("the acknowledgements came once the database was back");
+    }
+    let (status, page) = fleet
+        .get(
+            &format!("/api/v1/devices/{device_id}/events?topic=events&order=oldest"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["message_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..=10).map(|number| format!("e{number}")).collect();
+    assert_eq!(ids, expected);
 }
