@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::Event;
@@ -81,6 +81,8 @@ struct Pending {
 pub struct Recorder {
     queue: mpsc::Sender<Pending>,
     stats: Arc<RecorderStats>,
+    /// Counts commits, so that readers of new events learn of them at once.
+    committed: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -106,11 +108,17 @@ impl Recorder {
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (sender, receiver) = mpsc::channel(options.queue.max(1));
         let stats = Arc::new(RecorderStats::default());
-        let commits = commit_loop(log, receiver, options, Arc::clone(&stats), stop);
+        let (tell, committed) = watch::channel(0);
+        let done = Done {
+            stats: Arc::clone(&stats),
+            tell: Arc::new(tell),
+        };
+        let commits = commit_loop(log, receiver, options, done, stop);
         (
             Self {
                 queue: sender,
                 stats,
+                committed,
             },
             commits,
         )
@@ -149,17 +157,30 @@ impl Recorder {
     pub fn stats(&self) -> &RecorderStats {
         &self.stats
     }
+
+    /// Changes after every commit in this process: a live reader waits on it instead of polling
+    /// the database (events committed by other replicas still need a poll).
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+}
+
+/// Where the commits report: the counters, and the watch live readers wait on.
+#[derive(Clone)]
+struct Done {
+    stats: Arc<RecorderStats>,
+    tell: Arc<watch::Sender<u64>>,
 }
 
 async fn commit_loop(
     log: Arc<dyn EventLog>,
     mut receiver: mpsc::Receiver<Pending>,
     options: RecorderOptions,
-    stats: Arc<RecorderStats>,
+    done: Done,
     stop: impl Future<Output = ()> + Send,
 ) {
     let writers = Arc::new(Semaphore::new(options.writers.max(1)));
-    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let (stopping, stopped) = watch::channel(false);
     let mut commits = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -181,10 +202,10 @@ async fn commit_loop(
         };
         let batch = take_batch(first, &mut receiver, options.max_batch);
         let log = Arc::clone(&log);
-        let stats = Arc::clone(&stats);
+        let done = done.clone();
         let stopped = stopped.clone();
         commits.spawn(async move {
-            commit(log.as_ref(), batch, &stats, stopped).await;
+            commit(log.as_ref(), batch, &done, stopped).await;
             drop(writer);
         });
         while commits.try_join_next().is_some() {}
@@ -195,7 +216,7 @@ async fn commit_loop(
     let _ = stopping.send(true);
     while let Some(first) = receiver.recv().await {
         let batch = take_batch(first, &mut receiver, options.max_batch);
-        commit(log.as_ref(), batch, &stats, stopped.clone()).await;
+        commit(log.as_ref(), batch, &done, stopped.clone()).await;
     }
     while commits.join_next().await.is_some() {}
 }
@@ -220,9 +241,10 @@ fn take_batch(
 async fn commit(
     log: &dyn EventLog,
     batch: Vec<Pending>,
-    stats: &RecorderStats,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    done: &Done,
+    mut stopped: watch::Receiver<bool>,
 ) {
+    let stats = &done.stats;
     let (events, waiters): (Vec<Event>, Vec<Option<oneshot::Sender<()>>>) = batch
         .into_iter()
         .map(|pending| (pending.event, pending.committed))
@@ -240,6 +262,7 @@ async fn commit(
                 for waiter in waiters.into_iter().flatten() {
                     let _ = waiter.send(());
                 }
+                done.tell.send_modify(|commits| *commits += 1);
                 return;
             }
             Err(error) => {
@@ -357,6 +380,7 @@ mod tests {
         recorder.record(event(1)).await.unwrap();
         assert_eq!(*log.stored.lock().unwrap(), vec!["m-1".to_owned()]);
         assert_eq!(recorder.stats().duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(*recorder.committed().borrow(), 2, "each commit is told");
     }
 
     #[tokio::test]

@@ -140,6 +140,16 @@ async fn every_acknowledged_message_is_stored_once_and_readable_by_its_readers()
     assert_eq!(all[2]["payload"]["kind"], "door");
     assert_eq!(all[2]["device_time"], "2026-12-03T08:00:00.000Z");
 
+    // The metrics count what was stored and what was a resend.
+    let metrics = fleet.app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "warden_events_stored_total 8",
+        "warden_events_duplicates_total 1",
+        "warden_events_queue_depth 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+
     // Filters: topic and a JSON member, oldest first.
     let (status, doors) = fleet
         .get(
@@ -326,4 +336,96 @@ async fn while_the_database_is_down_devices_wait_and_nothing_is_lost() {
         .collect();
     let expected: Vec<String> = (0..=10).map(|number| format!("e{number}")).collect();
     assert_eq!(ids, expected);
+}
+
+/// Reads Server-Sent Events from `response` until `count` events came: (event id, data).
+async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(String, Value)> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("no event in 10 s")
+            .unwrap()
+            .expect("the stream ended");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .map(|value| value.trim_start().to_owned())
+            };
+            if field("event:").as_deref() == Some("device-event") {
+                let data = serde_json::from_str(&field("data:").unwrap()).unwrap();
+                events.push((field("id:").unwrap(), data));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_tail_streams_new_events_and_resumes_from_the_last_id() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let device_id = id(&devices[0]).to_owned();
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, &devices[0]).await.0, StatusCode::OK);
+    let stranger = fleet.person("stranger@example.com", "customer").await;
+    let (device, mut connection) = connect_device(&fleet, &devices[0]).await;
+    let topic = format!("devices/{device_id}/events");
+    let mut send = async |number: u32| {
+        let payload = json!({"id": format!("e{number}")}).to_string();
+        device
+            .publish(&topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+        next(&mut connection, |packet| {
+            matches!(packet, Packet::PubAck(_)).then_some(())
+        })
+        .await;
+    };
+    // Sent before the stream opens: not part of it.
+    send(0).await;
+
+    let live = fleet.app.url(&format!(
+        "/api/v1/devices/{device_id}/events/live?topic=events"
+    ));
+    let open = |last_id: Option<&str>, token: &str| {
+        let mut request = fleet.app.client.get(&live).bearer_auth(token);
+        if let Some(last_id) = last_id {
+            request = request.header("Last-Event-ID", last_id);
+        }
+        request.send()
+    };
+    let mut stream = open(None, &owner).await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    send(1).await;
+    let first = read_events(&mut stream, 1).await;
+    assert_eq!(first[0].1["message_id"], "e1");
+    drop(stream);
+
+    // Missed while disconnected, then read on reconnect from the last id.
+    send(2).await;
+    send(3).await;
+    let mut resumed = open(Some(&first[0].0), &owner).await.unwrap();
+    let missed = read_events(&mut resumed, 2).await;
+    let ids: Vec<&Value> = missed
+        .iter()
+        .map(|(_, event)| &event["message_id"])
+        .collect();
+    assert_eq!(ids, ["e2", "e3"]);
+
+    assert_eq!(
+        open(Some("not-a-cursor"), &owner).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        open(None, &stranger).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
 }

@@ -1,14 +1,17 @@
-//! A device's events over HTTP: pages by time with a cursor, and exports as NDJSON or CSV that
-//! are streamed page by page, never built in memory.
+//! A device's events over HTTP: pages by time with a cursor, exports as NDJSON or CSV that are
+//! streamed page by page, never built in memory, and a live tail as Server-Sent Events.
 //!
 //! People see the events of the current ownership only: an owner, and the technicians they
 //! granted, read what arrived since the device was claimed, not what a previous owner's device
 //! sent. Admins and services read all of it.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::Body as ResponseBody;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -96,6 +99,140 @@ pub(crate) async fn export(
         ResponseBody::from_stream(stream),
     )
         .into_response())
+}
+
+/// How often a live reader looks for events committed by other replicas; commits in this
+/// process wake it at once.
+const LIVE_POLL: Duration = Duration::from_secs(1);
+/// Events one live poll reads at most.
+const LIVE_PAGE: u32 = 100;
+
+/// `GET /api/v1/devices/{id}/events/live`: new events as Server-Sent Events, oldest first, each
+/// with its cursor as the event id. A client that reconnects with `Last-Event-ID` (or `cursor`)
+/// continues where it left off; without either, the stream starts after the newest event. The
+/// stream ends after the access token lifetime, so that a reconnect proves the caller's access
+/// again.
+pub(crate) async fn live(
+    State(context): State<ApiContext>,
+    access: Authorized<may::ReadEvents>,
+    headers: HeaderMap,
+    Query(parameters): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let request = EventsRequest::parse(&parameters, &[])?;
+    let mut query = request.query;
+    if parameters.iter().any(|(name, _)| name == "order") {
+        return Err(ApiError::BadRequest(
+            "a live stream is always oldest first; leave out order".into(),
+        ));
+    }
+    query.order = Order::OldestFirst;
+    let device_id = access.permit.device_id().clone();
+    let not_before = not_before(&access);
+    let resume = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| Cursor::decode(text).ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest("Last-Event-ID is not a cursor this API gave out".into())
+                })
+        })
+        .transpose()?;
+    if let Some(cursor) = resume {
+        query.after = Some(cursor);
+    }
+    if query.after.is_none() {
+        // Only what arrives from now on: start after the newest event there is.
+        let newest = EventQuery {
+            order: Order::NewestFirst,
+            ..query.clone()
+        };
+        let last = context
+            .store
+            .events()
+            .page(&device_id, &newest, not_before, 1)
+            .await?;
+        query.after = Some(last.first().map_or(
+            Cursor {
+                received_at: Timestamp::from_unix_millis(i64::MIN),
+                sequence: i64::MIN,
+            },
+            StoredEvent::cursor,
+        ));
+    }
+    let tail = Tail {
+        store: context.store.clone(),
+        device_id,
+        query,
+        not_before,
+        committed: context.devices.events.committed(),
+        waiting: std::collections::VecDeque::new(),
+        ends_at: tokio::time::Instant::now() + context.oauth.access_token_lifetime,
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = tail.next_event().await?;
+        Some((Ok::<_, std::convert::Infallible>(event), tail))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// A live reader's place: what it asks, where it is, and events read but not yet sent.
+struct Tail {
+    store: Store,
+    device_id: DeviceId,
+    query: EventQuery,
+    not_before: Option<Timestamp>,
+    committed: tokio::sync::watch::Receiver<u64>,
+    waiting: std::collections::VecDeque<StoredEvent>,
+    ends_at: tokio::time::Instant,
+}
+
+impl Tail {
+    /// The next event to send; `None` ends the stream (its time is up, or the database failed).
+    async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(stored) = self.waiting.pop_front() {
+                let data = event_json(&stored).to_string();
+                return Some(
+                    SseEvent::default()
+                        .event("device-event")
+                        .id(stored.cursor().encode())
+                        .data(data),
+                );
+            }
+            if tokio::time::Instant::now() >= self.ends_at {
+                return None;
+            }
+            let page = match self
+                .store
+                .events()
+                .page(&self.device_id, &self.query, self.not_before, LIVE_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, device_id = %self.device_id, "live events ended");
+                    return None;
+                }
+            };
+            if let Some(last) = page.last() {
+                self.query.after = Some(last.cursor());
+            }
+            let full = page.len() == LIVE_PAGE as usize;
+            self.waiting.extend(page);
+            if self.waiting.is_empty() && !full {
+                tokio::select! {
+                    _ = self.committed.changed() => {}
+                    () = tokio::time::sleep(LIVE_POLL) => {}
+                    () = tokio::time::sleep_until(self.ends_at) => {}
+                }
+            }
+        }
+    }
 }
 
 fn not_before(access: &Authorized<may::ReadEvents>) -> Option<Timestamp> {

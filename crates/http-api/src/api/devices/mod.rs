@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<ApiContext> {
             "/api/v1/devices/{device_id}/events/export",
             get(events::export),
         )
+        .route("/api/v1/devices/{device_id}/events/live", get(events::live))
         .route("/api/v1/devices/{device_id}/commands", post(commands::send))
         .route(
             "/api/v1/devices/{device_id}/commands/{command_id}",
