@@ -91,19 +91,21 @@ for backend in $backends; do
     sustained sqlite
     kill "$warden_pid"; wait "$warden_pid" 2>/dev/null || true
     db="$work/sqlite/warden.db"
-    sqlite3 "$db" ".mode csv" ".once $work/sqlite.csv" "SELECT $columns FROM device_events"
+    # .import fills every column, so the rows keep their sequence numbers; the shell's CSV has
+    # no NULL, so empty device times and bodies load as empty text (the same bytes to write).
+    sqlite3 "$db" ".mode csv" ".once $work/sqlite.csv" "SELECT sequence, $columns FROM device_events"
     rows=$(wc -l <"$work/sqlite.csv")
     peer_schema sqlite | sqlite3 "$db"
     # WAL and FULL synchronous, as Warden runs it; .import loads in one transaction.
     peer=$(seconds_of taskset -c 0 sqlite3 "$db" "PRAGMA synchronous = FULL" ".mode csv" ".import $work/sqlite.csv peer_events")
     ;;
   postgres)
-    mkdir "$work/pg"
-    [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+    mkdir "$work/pg" "$work/pg-log"
+    [ "$(id -u)" = 0 ] && chown postgres "$work/pg" "$work/pg-log"
     pg_port=$(free_port)
     as_postgres "$pg_bin/initdb" -D "$work/pg" -U warden --auth=trust >/dev/null
     as_postgres "$pg_bin/pg_ctl" -D "$work/pg" -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" \
-      -l "$work/pg.log" -w start >/dev/null
+      -l "$work/pg-log/postgres.log" -w start >/dev/null
     url="postgres://warden@127.0.0.1:$pg_port/postgres"
     WARDEN_DATABASE_URL=$url start_warden postgres
     sustained postgres

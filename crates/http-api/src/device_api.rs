@@ -12,6 +12,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use events::{Event, MessageProperties};
 use model::DeviceId;
 use pki::CertificateKind;
 use registry::DevicePassword;
@@ -115,13 +116,13 @@ pub async fn record_report(
 }
 
 /// Records a device's answer to one of its commands, once and only while the command lives, and
-/// wakes the senders waiting on this replica.
+/// wakes the senders waiting on this replica. Returns the command's name.
 pub async fn record_answer(
     context: &ApiContext,
     device_id: &DeviceId,
     command_id: &str,
     response: &Value,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     let now = context.identity.clock.now();
     let outcome = context
         .store
@@ -129,9 +130,9 @@ pub async fn record_answer(
         .answer_command(device_id, command_id, response, now)
         .await?;
     match outcome {
-        AnswerOutcome::Recorded => {
+        AnswerOutcome::Recorded { name } => {
             context.devices.command_answers.notify_waiters();
-            Ok(())
+            Ok(name)
         }
         AnswerOutcome::AlreadyAnswered => Err(ApiError::Conflict(
             "the command was already answered".into(),
@@ -173,6 +174,7 @@ async fn report_state(
     Json(reported): Json<Value>,
 ) -> Result<StatusCode, ApiError> {
     record_report(&context, &device.device_id, &reported).await?;
+    store_event(&context, &device.device_id, "state/reported", &reported).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -201,6 +203,37 @@ async fn answer(
     Path(command_id): Path<String>,
     Json(response): Json<Value>,
 ) -> Result<StatusCode, ApiError> {
-    record_answer(&context, &device.device_id, &command_id, &response).await?;
+    let name = record_answer(&context, &device.device_id, &command_id, &response).await?;
+    // The same message the device would have published over MQTT.
+    let message = json!({"command_id": command_id, "response": response});
+    let tail = format!("commands/{name}/response");
+    store_event(&context, &device.device_id, &tail, &message).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stores what the device sent over HTTPS as the event its MQTT twin would be, after it was
+/// applied and before the device hears "done". The store and the application are separate
+/// transactions: a crash between them leaves an applied message without its event; a report
+/// sent again restores it, an answer sent again is refused as already given (docs/events.md).
+async fn store_event(
+    context: &ApiContext,
+    device_id: &DeviceId,
+    tail: &str,
+    message: &Value,
+) -> Result<(), ApiError> {
+    let event = Event::received(
+        device_id.clone(),
+        format!("devices/{device_id}/{tail}"),
+        message.to_string().into_bytes(),
+        MessageProperties::default(),
+        context.identity.clock.now(),
+    );
+    context
+        .devices
+        .events
+        .record(event)
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            what: "event storage",
+        })
 }

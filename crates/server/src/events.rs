@@ -89,6 +89,27 @@ impl Collector for RecorderMetrics {
                 counter.metric_type(),
             )?)?;
         }
+        let seconds = [
+            (
+                "events_commit_seconds",
+                "Time spent in event commits that succeeded; divided by the commits, the mean commit",
+                &stats.commit_micros,
+            ),
+            (
+                "events_lag_seconds",
+                "Time from each event's arrival to the end of its commit, summed; divided by the events stored and skipped, the mean lag",
+                &stats.lag_micros,
+            ),
+        ];
+        for (name, help, micros) in seconds {
+            let counter = ConstCounter::new(micros.load(Ordering::Relaxed) as f64 / 1e6);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
         let depth = ConstGauge::new(i64::try_from(self.0.queue_depth()).unwrap_or(i64::MAX));
         depth.encode(encoder.encode_descriptor(
             "events_queue_depth",

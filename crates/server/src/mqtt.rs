@@ -115,6 +115,7 @@ impl Authority for BrokerAuthority {
                         &answer["response"],
                     )
                     .await
+                    .map(drop)
                     .map_err(|error| error.to_string()),
                     None => Err("a command response needs its command_id".to_owned()),
                 },

@@ -93,9 +93,12 @@ impl CommandRecord {
 }
 
 /// What a device's answer to a command found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnswerOutcome {
-    Recorded,
+    /// Recorded; the command's name.
+    Recorded {
+        name: String,
+    },
     AlreadyAnswered,
     Expired,
     /// No such command for this device.
@@ -640,18 +643,19 @@ impl<'a> Devices<'a> {
         response: &Value,
         now: Timestamp,
     ) -> Result<AnswerOutcome, StoreError> {
-        let updated = sqlx::query(
+        let updated: Option<(String,)> = sqlx::query_as(
             "UPDATE device_commands SET response = $1, answered_at = $2 \
-             WHERE command_id = $3 AND device_id = $4 AND answered_at IS NULL AND expires_at > $2",
+             WHERE command_id = $3 AND device_id = $4 AND answered_at IS NULL AND expires_at > $2 \
+             RETURNING name",
         )
         .bind(response.to_string())
         .bind(now.unix_millis())
         .bind(command_id)
         .bind(device_id.as_str())
-        .execute(self.pool)
+        .fetch_optional(self.pool)
         .await?;
-        if updated.rows_affected() == 1 {
-            return Ok(AnswerOutcome::Recorded);
+        if let Some((name,)) = updated {
+            return Ok(AnswerOutcome::Recorded { name });
         }
         let row: Option<(Option<i64>,)> = sqlx::query_as(
             "SELECT answered_at FROM device_commands WHERE command_id = $1 AND device_id = $2",

@@ -988,6 +988,39 @@ async fn device_side(fleet: Fleet) {
         .unwrap();
     assert_eq!(late.status(), StatusCode::CONFLICT);
 
+    // What the device sent over HTTPS and was accepted is stored as its MQTT twin would be; the
+    // refused answers are not.
+    let (_, stored) = fleet
+        .get(
+            &format!("/api/v1/devices/{device_id}/events?order=oldest"),
+            &owner,
+        )
+        .await;
+    let stored: Vec<(&str, &Value)> = stored["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| (event["topic"].as_str().unwrap(), &event["payload"]))
+        .collect();
+    let report = json!({"program": {"temperature": 40}, "door": "closed"});
+    let answer = json!({
+        "command_id": command["command_id"],
+        "response": {"started": true, "echo": {"program": "eco"}},
+    });
+    assert_eq!(
+        stored,
+        [
+            (
+                format!("devices/{device_id}/state/reported").as_str(),
+                &report
+            ),
+            (
+                format!("devices/{device_id}/commands/start/response").as_str(),
+                &answer
+            ),
+        ]
+    );
+
     // A revoked certificate is refused even with the right password.
     let serial = std::process::Command::new("openssl")
         .args(["x509", "-noout", "-serial"])

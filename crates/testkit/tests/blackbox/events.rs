@@ -149,6 +149,18 @@ async fn every_acknowledged_message_is_stored_once_and_readable_by_its_readers()
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
+    for counter in [
+        "warden_events_commit_seconds_total ",
+        "warden_events_lag_seconds_total ",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(counter))
+            .unwrap_or_else(|| panic!("{counter} in:\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(value > 0.0, "{counter}{value}");
+    }
 
     // Filters: topic and a JSON member, oldest first.
     let (status, doors) = fleet
