@@ -84,13 +84,16 @@ impl Event {
             .or_else(|| member("id").and_then(id_text))
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let device_time = member("at").and_then(device_time);
-        let content_type = properties.content_type.unwrap_or_else(|| {
-            match body {
-                Body::Json(_) => "application/json",
-                Body::Bytes(_) => "application/octet-stream",
-            }
-            .to_owned()
-        });
+        let content_type = properties
+            .content_type
+            .filter(|content_type| usable_content_type(content_type))
+            .unwrap_or_else(|| {
+                match body {
+                    Body::Json(_) => "application/json",
+                    Body::Bytes(_) => "application/octet-stream",
+                }
+                .to_owned()
+            });
         Self {
             device_id,
             message_id,
@@ -103,8 +106,17 @@ impl Event {
     }
 }
 
+/// An id a device chose is used when it is short and printable: control characters (NUL
+/// above all, which PostgreSQL's text cannot hold) would make the whole batch fail to commit.
 fn usable_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_MESSAGE_ID_BYTES
+    !id.is_empty() && id.len() <= MAX_MESSAGE_ID_BYTES && !id.chars().any(char::is_control)
+}
+
+/// A Content Type property is kept when it is short and printable, for the same reason as ids.
+fn usable_content_type(content_type: &str) -> bool {
+    !content_type.is_empty()
+        && content_type.len() <= 255
+        && !content_type.chars().any(char::is_control)
 }
 
 fn id_text(value: &Value) -> Option<String> {
@@ -225,6 +237,8 @@ mod tests {
             true,
         );
         check(b"raw", Some(&long), None, None, bytes, false);
+        check(br#"{"id":"a\u0000b"}"#, None, None, None, json, true);
+        check(b"raw", Some("tab\there"), None, None, bytes, false);
     }
 
     #[test]
@@ -237,5 +251,13 @@ mod tests {
             },
         );
         assert_eq!(event.content_type, "application/xml");
+        let control = received(
+            b"{}",
+            MessageProperties {
+                content_type: Some("text/plain\0".to_owned()),
+                message_id: None,
+            },
+        );
+        assert_eq!(control.content_type, "application/json");
     }
 }

@@ -24,6 +24,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// Stores every event of `batch` in one transaction, skipping events whose device and message
     /// id are already stored. Returns how many were new.
     async fn append(&self, batch: &[Event]) -> Result<u64, EventLogError>;
+    /// Whether the database answers at all: after a failed commit, it tells a database that is
+    /// down (wait and retry) from a batch it refuses (find the event at fault).
+    async fn reachable(&self) -> bool;
 }
 
 /// A commit that did not happen; the recorder retries it.
@@ -68,6 +71,9 @@ pub struct RecorderStats {
     pub failed_commits: AtomicU64,
     /// Best-effort events (QoS 0) dropped because the queue was full.
     pub dropped: AtomicU64,
+    /// Events the database refused on their own while it took others (their senders were not
+    /// acknowledged).
+    pub refused: AtomicU64,
     /// Microseconds spent in commits that succeeded, summed: with `commits`, the mean commit time.
     pub commit_micros: AtomicU64,
     /// Microseconds each committed event waited from its arrival to the end of its commit,
@@ -244,58 +250,125 @@ fn take_batch(
     batch
 }
 
-/// Commits `batch`, retrying with backoff until it succeeds or the recorder is stopping, then
-/// tells the waiters. Dropping a waiter's sender unanswered tells it [`NotStored`].
+/// Events committed together, with who waits for each and when each arrived.
+struct Batch {
+    events: Vec<Event>,
+    waiters: Vec<Option<oneshot::Sender<()>>>,
+    arrivals: Vec<Instant>,
+}
+
+impl Batch {
+    fn new(pending: Vec<Pending>) -> Self {
+        let mut batch = Self {
+            events: Vec::with_capacity(pending.len()),
+            waiters: Vec::with_capacity(pending.len()),
+            arrivals: Vec::with_capacity(pending.len()),
+        };
+        for pending in pending {
+            batch.events.push(pending.event);
+            batch.waiters.push(pending.committed);
+            batch.arrivals.push(pending.arrived);
+        }
+        batch
+    }
+
+    /// The second half, taken off this batch.
+    fn split(&mut self) -> Self {
+        let half = self.events.len() / 2;
+        Self {
+            events: self.events.split_off(half),
+            waiters: self.waiters.split_off(half),
+            arrivals: self.arrivals.split_off(half),
+        }
+    }
+}
+
+/// How often the database may refuse one event while it answers, before the event is given up.
+const REFUSALS_BEFORE_GIVING_UP: u32 = 3;
+
+/// Commits `batch` and tells its waiters; dropping a waiter's sender unanswered tells it
+/// [`NotStored`].
+///
+/// A failed commit is retried with backoff while the database does not answer (it is down or
+/// restarting): nothing is dropped for that. When the database answers but refused the batch,
+/// the batch is split in halves committed on their own, so that one event it cannot take does not
+/// hold back the others; that one event is given up after a few refusals, and its sender is not
+/// acknowledged. When the recorder is stopping, a failed batch is given up at once.
 async fn commit(
     log: &dyn EventLog,
-    batch: Vec<Pending>,
+    pending: Vec<Pending>,
     done: &Done,
     mut stopped: watch::Receiver<bool>,
 ) {
     let stats = &done.stats;
-    let arrivals: Vec<Instant> = batch.iter().map(|pending| pending.arrived).collect();
-    let (events, waiters): (Vec<Event>, Vec<Option<oneshot::Sender<()>>>) = batch
-        .into_iter()
-        .map(|pending| (pending.event, pending.committed))
-        .unzip();
-    let mut delay = FIRST_RETRY;
-    loop {
-        let started = Instant::now();
-        match log.append(&events).await {
-            Ok(new) => {
-                let now = Instant::now();
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .commit_micros
-                    .fetch_add(micros(now - started), Ordering::Relaxed);
-                let lag: u64 = arrivals.iter().map(|arrived| micros(now - *arrived)).sum();
-                stats.lag_micros.fetch_add(lag, Ordering::Relaxed);
-                stats.stored.fetch_add(new, Ordering::Relaxed);
-                let total = u64::try_from(events.len()).unwrap_or(u64::MAX);
-                stats
-                    .duplicates
-                    .fetch_add(total.saturating_sub(new), Ordering::Relaxed);
-                for waiter in waiters.into_iter().flatten() {
-                    let _ = waiter.send(());
+    let mut batches = vec![Batch::new(pending)];
+    while let Some(mut batch) = batches.pop() {
+        let mut delay = FIRST_RETRY;
+        let mut refusals = 0;
+        loop {
+            let started = Instant::now();
+            let error = match log.append(&batch.events).await {
+                Ok(new) => {
+                    answer_committed(batch, new, started, done);
+                    break;
                 }
-                done.tell.send_modify(|commits| *commits += 1);
-                return;
+                Err(error) => error,
+            };
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            if *stopped.borrow() {
+                tracing::error!(%error, events = batch.events.len(), "events not stored at shutdown; their senders were not acknowledged");
+                break;
             }
-            Err(error) => {
-                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                if *stopped.borrow() {
-                    tracing::error!(%error, events = events.len(), "events not stored at shutdown; their senders were not acknowledged");
-                    return;
+            if log.reachable().await {
+                if batch.events.len() > 1 {
+                    let second = batch.split();
+                    // The first half is committed first: the stack pops it next.
+                    batches.push(second);
+                    batches.push(batch);
+                    break;
                 }
-                tracing::warn!(%error, events = events.len(), retry_in = ?delay, "cannot store events; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = stopped.wait_for(|stopping| *stopping) => {}
+                refusals += 1;
+                if refusals >= REFUSALS_BEFORE_GIVING_UP {
+                    let event = &batch.events[0];
+                    tracing::error!(%error, device_id = %event.device_id, message_id = %event.message_id, topic = %event.topic, "the database refuses this event; its sender is not acknowledged");
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    break;
                 }
-                delay = (delay * 2).min(LAST_RETRY);
             }
+            tracing::warn!(%error, events = batch.events.len(), retry_in = ?delay, "cannot store events; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stopped.wait_for(|stopping| *stopping) => {}
+            }
+            delay = (delay * 2).min(LAST_RETRY);
         }
     }
+}
+
+/// Counts a successful commit of `batch` (`new` events were not stored before) and answers its
+/// waiters.
+fn answer_committed(batch: Batch, new: u64, started: Instant, done: &Done) {
+    let stats = &done.stats;
+    let now = Instant::now();
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats
+        .commit_micros
+        .fetch_add(micros(now - started), Ordering::Relaxed);
+    let lag: u64 = batch
+        .arrivals
+        .iter()
+        .map(|arrived| micros(now - *arrived))
+        .sum();
+    stats.lag_micros.fetch_add(lag, Ordering::Relaxed);
+    stats.stored.fetch_add(new, Ordering::Relaxed);
+    let total = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+    stats
+        .duplicates
+        .fetch_add(total.saturating_sub(new), Ordering::Relaxed);
+    for waiter in batch.waiters.into_iter().flatten() {
+        let _ = waiter.send(());
+    }
+    done.tell.send_modify(|commits| *commits += 1);
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -316,6 +389,8 @@ mod tests {
     #[derive(Default)]
     struct MemoryLog {
         failing: AtomicBool,
+        /// A message id the log refuses while it takes everything else.
+        poison: Mutex<Option<String>>,
         batches: Mutex<Vec<usize>>,
         stored: Mutex<Vec<String>>,
     }
@@ -327,6 +402,13 @@ mod tests {
             if self.failing.load(Ordering::SeqCst) {
                 return Err(EventLogError("database unavailable".into()));
             }
+            let poison = self.poison.lock().unwrap().clone();
+            if batch
+                .iter()
+                .any(|event| Some(&event.message_id) == poison.as_ref())
+            {
+                return Err(EventLogError("value too long".into()));
+            }
             self.batches.lock().unwrap().push(batch.len());
             let mut stored = self.stored.lock().unwrap();
             let before = stored.len();
@@ -336,6 +418,10 @@ mod tests {
                 }
             }
             Ok((stored.len() - before) as u64)
+        }
+
+        async fn reachable(&self) -> bool {
+            !self.failing.load(Ordering::SeqCst)
         }
     }
 
@@ -422,6 +508,25 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Ok(()));
         assert!(recorder.stats().failed_commits.load(Ordering::Relaxed) >= 1);
         assert!(log.stored.lock().unwrap().contains(&"m-1".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn an_event_the_database_refuses_does_not_hold_back_the_others() {
+        let log = Arc::new(MemoryLog::default());
+        *log.poison.lock().unwrap() = Some("m-7".to_owned());
+        let (recorder, _task) = start(log.clone(), &options(100), std::future::pending());
+        let mut senders = JoinSet::new();
+        for id in 0..20 {
+            let recorder = recorder.clone();
+            senders.spawn(async move { (id, recorder.record(event(id)).await) });
+        }
+        while let Some(result) = senders.join_next().await {
+            let (id, answer) = result.unwrap();
+            let expected = if id == 7 { Err(NotStored) } else { Ok(()) };
+            assert_eq!(answer, expected, "event {id}");
+        }
+        assert_eq!(log.stored.lock().unwrap().len(), 19);
+        assert_eq!(recorder.stats().refused.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -75,6 +75,11 @@ impl Collector for RecorderMetrics {
                 &stats.failed_commits,
             ),
             (
+                "events_refused",
+                "Device events the database refused on their own while it took others; their senders were not acknowledged",
+                &stats.refused,
+            ),
+            (
                 "events_dropped",
                 "QoS 0 device messages dropped because the event queue was full",
                 &stats.dropped,

@@ -271,4 +271,8 @@ impl EventLog for Store {
             .await
             .map_err(|error| EventLogError(error.to_string()))
     }
+
+    async fn reachable(&self) -> bool {
+        self.ping().await.is_ok()
+    }
 }

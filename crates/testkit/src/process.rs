@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The `warden` binary, built by cargo once per test run with the same profile as the tests.
+/// No `--target`: the build shares `target/debug` with the tests' own, so the dependencies the
+/// tests compiled are not compiled a second time.
 pub fn warden_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         escargot::CargoBuild::new()
             .package("cli")
             .bin("warden")
-            .current_target()
             .manifest_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
             .run()
             .expect("cannot build the warden binary")
