@@ -59,6 +59,18 @@ pub enum Command {
     /// Tools that act as devices.
     #[command(subcommand)]
     Device(DeviceToolCommand),
+    /// The gateway's access rules.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Check a rules file (JSON, or YAML by its `.yaml`/`.yml` extension) as `warden serve` would
+    /// load it, and explain each error with where it is. Exit code 2 when there are errors.
+    CheckRules { file: PathBuf },
+    /// Print the rules Warden ships with, as a start for a rules file of your own.
+    ShippedRules,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ConfigCommand, DeviceToolCommand};
+use crate::args::{Cli, Command, ConfigCommand, DeviceToolCommand, GatewayCommand};
 
 /// How the process ends, so scripts can tell a usage mistake from a failure.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Device(DeviceToolCommand::Simulate(args)) => {
             simulate::run(args, &cli.global).await?
         }
+        Command::Gateway(GatewayCommand::CheckRules { file }) => check_rules(&file)?,
+        Command::Gateway(GatewayCommand::ShippedRules) => print!("{}", gateway::SHIPPED_RULES),
     }
     Ok(())
+}
+
+/// `warden gateway check-rules`: every problem on a line of its own, with where it is.
+fn check_rules(file: &std::path::Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        Failure::Input(anyhow::anyhow!("cannot read {}: {error}", file.display()))
+    })?;
+    match gateway::RuleSet::parse(&text, gateway::Format::of_path(file)) {
+        Ok(rules) => {
+            let ids: Vec<&str> = rules.rules.iter().map(|rule| rule.id.as_str()).collect();
+            println!(
+                "{}: ok, {} rules: {}",
+                file.display(),
+                ids.len(),
+                ids.join(", ")
+            );
+            Ok(())
+        }
+        Err(error) => {
+            for problem in &error.problems {
+                println!("{}: {problem}", file.display());
+            }
+            Err(Failure::Input(anyhow::anyhow!(
+                "{}: {} problem(s); the rules were not accepted",
+                file.display(),
+                error.problems.len()
+            )))
+        }
+    }
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -36,7 +35,11 @@ pub(crate) async fn telemetry(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // The gateway in front names the request first; its id is kept so both log lines share it.
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.0.clone());
     let method = request.method().as_str().to_owned();
     // The route template, not the raw path: `/api/v1/devices/{id}`, never one series per device.
     let route = request
@@ -90,17 +93,28 @@ fn render_error_body(response: Response, request_id: &str) -> Response {
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let json = Json(json!({
-        "error": {"code": body.code, "message": body.message, "request_id": request_id}
-    }));
-    let (json_parts, json_body) = json.into_response().into_parts();
+    let (json_parts, json_body) =
+        error_response(status, body.code, &body.message, request_id).into_parts();
     parts.headers.extend(json_parts.headers);
-    Response::from_parts(parts, Body::new(json_body))
+    Response::from_parts(parts, json_body)
+}
+
+/// A response in the API's one error shape, for refusals made outside a handler (the gateway's).
+pub fn error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+    let json = Json(json!({
+        "error": {"code": code, "message": message, "request_id": request_id}
+    }));
+    let mut response = json.into_response();
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
 }
 
 /// Headers every HTTPS response carries. Pages that need a looser Content-Security-Policy set their
 /// own; everything else gets the strictest one.
-pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
+pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let always: [(HeaderName, &'static str); 5] = [

@@ -29,13 +29,16 @@ use store::Store;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use api::caller::token_subject;
+pub use api::subject_of;
 pub use broker_hooks::BrokerSessions;
 pub use device_api::{authenticate_device, record_answer, record_report};
 pub use error::ApiError;
 pub use identity::Identity;
-pub use layers::{REQUEST_ID_HEADER, RequestId};
+pub use layers::{REQUEST_ID_HEADER, RequestId, error_response, security_headers};
 pub use metrics::HttpMetrics;
+pub use oauth::key_ring;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
+pub use pages::current_user;
 pub use pki::{PeerCertificate, PkiContext};
 
 /// What the device API needs besides the database.
@@ -112,11 +115,13 @@ pub fn router(context: ApiContext) -> Router {
 
 /// What the device listener serves: only requests from clients that proved a certificate from
 /// Warden's CA during the handshake (see `server::tls::device_server_config`). The broker hooks
-/// are here, never on the main listener, because only the broker's certificate may call them.
+/// are here, never on the main listener, because only the broker's certificate may call them;
+/// so are the internal endpoints for Warden's services, which the gateway never exposes.
 pub fn device_router(context: ApiContext) -> Router {
     let routes = pki::device_routes()
         .merge(device_api::routes())
-        .merge(broker_hooks::routes());
+        .merge(broker_hooks::routes())
+        .merge(api::internal_routes());
     with_layers(routes, context)
 }
 

@@ -222,6 +222,7 @@ mod tests {
         for (path, item) in paths {
             let on_device_listener = path.starts_with("/device/")
                 || path.starts_with("/hooks/")
+                || path.starts_with("/internal/")
                 || path == "/certificate/renew";
             assert_eq!(
                 item.get("servers").is_some(),

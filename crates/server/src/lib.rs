@@ -7,6 +7,7 @@
 pub mod ca;
 pub mod config;
 mod events;
+mod gateway;
 mod listen;
 mod mqtt;
 pub mod signing;
@@ -114,6 +115,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         tls::device_server_config(server_certificate.clone(), certificate_authority.root_pem())?;
     let mqtt_tls =
         tls::mqtt_server_config(server_certificate.clone(), certificate_authority.root_pem())?;
+    let ca_root_pem = certificate_authority.root_pem().as_bytes().to_vec();
 
     let https_listener = bind(settings.https_listen, "http.listen").await?;
     let https = https_listener.local_addr()?;
@@ -189,6 +191,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         expiring.clone(),
     );
     let metrics = Arc::new(HttpMetrics::register(&mut registry));
+    let gateway_metrics = ::gateway::GatewayMetrics::register(&mut registry);
     let identity_clock = clock.clone();
     let identity = Identity {
         hasher: Hasher::new(HashCost::OWASP).context("cannot set up password hashing")?,
@@ -213,17 +216,42 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         pki: pki.clone(),
         devices,
     };
-    let router = http_api::router(context.clone());
+    // Every request to the HTTPS listener passes the gateway; Warden's own router is its
+    // upstream for `warden://` rules.
+    let gateway = ::gateway::Gateway::new(
+        gateway::initial_rules(settings.gateway.rules_file.as_deref())?,
+        Arc::new(gateway::WardenFacts {
+            context: context.clone(),
+        }),
+        http_api::router(context.clone()),
+        identity_clock.clone(),
+        gateway_metrics,
+        ::gateway::GatewaySettings {
+            upstream_timeout: settings.gateway.upstream_timeout,
+            upstream_roots: vec![ca_root_pem],
+            cors_origins: settings.gateway.cors_origins.clone(),
+            max_body_bytes: settings.max_body_bytes,
+        },
+    )
+    .context("cannot set up the gateway")?;
 
     // Each revocation epoch the watch reads, for whatever must react to revocations.
     let (revocations, _) = tokio::sync::watch::channel(0);
     tasks.spawn(listen::serve_https(
         https_listener,
         tls,
-        router,
+        gateway.clone().router(),
         shutdown.clone(),
         settings.shutdown_grace,
     ));
+    if let Some(path) = settings.gateway.rules_file.clone() {
+        tasks.spawn(gateway::reload_rules(
+            gateway.clone(),
+            path,
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(gateway::upkeep(gateway, shutdown.clone()));
     if let Some(listener) = mqtt_listener {
         let authority = Arc::new(mqtt::BrokerAuthority {
             context: context.clone(),

@@ -139,6 +139,11 @@ pub fn at_hash(access_token: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
+/// The `kid` a JWT's header names, read without verifying anything (to look up a cache entry).
+pub fn key_id(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
 /// Checks signature, type, time (by `now`), issuer and audience.
 pub fn verify(
     token: &str,

@@ -110,7 +110,7 @@ impl FromRequestParts<ApiContext> for Caller {
 
 /// The policy's subject for a token's claims: a client acting for itself is a service; a person
 /// with the admin role is an admin only when the token carries the `admin` scope.
-pub(crate) async fn subject_of(
+pub async fn subject_of(
     context: &ApiContext,
     claims: &tokens::jwt::AccessClaims,
 ) -> Result<Subject, ApiError> {

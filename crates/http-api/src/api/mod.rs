@@ -12,7 +12,7 @@ mod factory;
 use axum::Router;
 use axum::routing::{get, post, put};
 
-pub(crate) use caller::subject_of;
+pub use caller::subject_of;
 pub(crate) use devices::command_json;
 
 use crate::ApiContext;
@@ -42,7 +42,12 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route("/api/v1/authz/check", post(authz::check))
         .route("/api/v1/authz/devices", post(authz::devices))
         .merge(devices::routes())
-        // Internal: for Warden's own services running apart. No gateway rule may expose it.
+}
+
+/// For Warden's own services running apart, on the mutual-TLS listener only: no gateway rule
+/// exposes them on the public one.
+pub(crate) fn internal_routes() -> Router<ApiContext> {
+    Router::new()
         .route("/internal/breached/{sha1}", get(breached::lookup))
         .route("/internal/breached", post(breached::lookup_many))
 }

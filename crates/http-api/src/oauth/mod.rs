@@ -112,7 +112,7 @@ impl From<OAuthError> for OAuthErrorResponse {
 }
 
 /// The signing keys, from the cache while it is fresh, else from the database.
-pub(crate) async fn key_ring(context: &ApiContext) -> Result<Arc<KeyRing>, ApiError> {
+pub async fn key_ring(context: &ApiContext) -> Result<Arc<KeyRing>, ApiError> {
     let cache = &context.oauth.keys;
     if let Some((loaded, ring)) = cache.slot.read().await.as_ref()
         && loaded.elapsed() < cache.ttl

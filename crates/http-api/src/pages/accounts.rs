@@ -447,7 +447,7 @@ pub(super) async fn verify_blocking(
 }
 
 /// The account whose valid session cookie the request carries.
-pub(crate) async fn current_user(
+pub async fn current_user(
     context: &ApiContext,
     headers: &HeaderMap,
 ) -> Result<Option<UserRecord>, ApiError> {

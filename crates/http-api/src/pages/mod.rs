@@ -8,7 +8,8 @@
 mod accounts;
 mod second_factor;
 
-pub(crate) use accounts::{current_user, end_browser_session};
+pub use accounts::current_user;
+pub(crate) use accounts::end_browser_session;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -36,7 +36,36 @@ pub struct Config {
     pub pki: PkiConfig,
     pub mqtt: MqttConfig,
     pub events: EventsConfig,
+    pub gateway: GatewayConfig,
     pub log: LogConfig,
+}
+
+/// The gateway, the one door of the HTTPS listener: every request passes its access rules
+/// (docs/gateway.md).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// A rules file replacing the rules Warden ships with: JSON, or YAML when it ends in `.yaml`
+    /// or `.yml`. It is read again when it changes; a file with errors keeps the rules in force
+    /// and logs why (`warden gateway check-rules FILE` explains each error). Empty: the shipped
+    /// rules.
+    pub rules_file: String,
+    /// How long a service behind the gateway may take to send its response head, in seconds;
+    /// then the caller gets 504.
+    pub upstream_timeout_seconds: u64,
+    /// Origins (`https://console.example.com`) whose scripts may call Warden from a browser
+    /// (CORS). Empty: none; browsers then refuse cross-origin calls.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            rules_file: String::new(),
+            upstream_timeout_seconds: 30,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// The built-in MQTT broker.
@@ -258,6 +287,7 @@ impl Default for Config {
             pki: PkiConfig::default(),
             mqtt: MqttConfig::default(),
             events: EventsConfig::default(),
+            gateway: GatewayConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -335,8 +365,17 @@ pub struct Settings {
     pub cache: Duration,
     pub pki: PkiSettings,
     pub events: EventsSettings,
+    pub gateway: GatewaySettings,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    /// `None`: the shipped rules.
+    pub rules_file: Option<PathBuf>,
+    pub upstream_timeout: Duration,
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 #[derive(Clone, Debug)]
@@ -569,6 +608,7 @@ impl Config {
 
         let pki = self.pki_settings()?;
         let events = self.events_settings()?;
+        let gateway = self.gateway_settings()?;
 
         Ok(Settings {
             data_dir: self.data_dir.clone(),
@@ -600,6 +640,7 @@ impl Config {
             cache: Duration::from_secs(self.oauth.cache_seconds),
             pki,
             events,
+            gateway,
             log_format: self.log.format,
             log_level: self.log.level.clone(),
         })
@@ -620,6 +661,38 @@ fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
 }
 
 impl Config {
+    fn gateway_settings(&self) -> Result<GatewaySettings, Invalid> {
+        let mut cors_origins = Vec::new();
+        for origin in &self.gateway.cors_origins {
+            let parsed = url::Url::parse(origin).ok().filter(|url| {
+                matches!(url.scheme(), "https" | "http")
+                    && url.host_str().is_some()
+                    && url.path() == "/"
+                    && !origin.ends_with('/')
+                    && url.query().is_none()
+            });
+            let value = parsed.and_then(|_| axum::http::HeaderValue::from_str(origin).ok());
+            match value {
+                Some(value) => cors_origins.push(value),
+                None => {
+                    return Err(invalid(
+                        "gateway.cors_origins",
+                        "each origin is scheme://host[:port], as https://console.example.com, \
+                         with no path or trailing slash",
+                    ));
+                }
+            }
+        }
+        Ok(GatewaySettings {
+            rules_file: optional(&self.gateway.rules_file).map(PathBuf::from),
+            upstream_timeout: Duration::from_secs(positive(
+                "gateway.upstream_timeout_seconds",
+                self.gateway.upstream_timeout_seconds,
+            )?),
+            cors_origins,
+        })
+    }
+
     fn events_settings(&self) -> Result<EventsSettings, Invalid> {
         let days = |days: u64| (days > 0).then(|| Duration::from_secs(days * 24 * 3600));
         let mut retention_by_model = Vec::new();

@@ -1,6 +1,7 @@
 //! The breached-password filter end to end: `warden breach build` on a generated file in
 //! HaveIBeenPwned's download format, Warden started with it, sign-up refusing a password in it,
-//! and the internal lookup endpoint answering services, and only them.
+//! and the internal lookup endpoint answering services, and only them, on the mutual-TLS
+//! listener (the gateway in front of the public one has no rule for it).
 
 use std::path::Path;
 
@@ -94,10 +95,52 @@ async fn token(app: &TestApp, scope: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn lookup(app: &TestApp, sha1: &str, bearer: Option<&str>) -> reqwest::Response {
-    let mut request = app
+/// A part of Warden running apart: a client presenting the `identity` workload certificate to
+/// the mutual-TLS listener, and that listener's URL for `path`.
+struct Part {
+    client: reqwest::Client,
+    port: u16,
+}
+
+impl Part {
+    fn of(app: &TestApp) -> Self {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("identity");
+        let output = warden_command(&[
+            "admin",
+            "certs",
+            "issue-workload",
+            "--part",
+            "identity",
+            "--out",
+            dir.to_str().unwrap(),
+            "--data-dir",
+            app.data_dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut identity = std::fs::read(dir.join("identity.crt")).unwrap();
+        identity.extend(std::fs::read(dir.join("identity.key")).unwrap());
+        Self {
+            client: crate::pki::device_client(app, Some(&identity)),
+            port: app.warden.addresses.device.unwrap().port(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+}
+
+async fn lookup(part: &Part, sha1: &str, bearer: Option<&str>) -> reqwest::Response {
+    let mut request = part
         .client
-        .get(app.url(&format!("/internal/breached/{sha1}")));
+        .get(part.url(&format!("/internal/breached/{sha1}")));
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
@@ -149,27 +192,36 @@ async fn a_built_filter_refuses_its_passwords_at_sign_up_and_answers_services() 
     let breached = hex_upper(&sha1_of(BREACHED_PASSWORD));
     let fine = hex_upper(&sha1_of(GOOD_PASSWORD));
 
-    let anonymous = lookup(&app, &breached, None).await;
+    // The public listener's gateway has no rule for internal endpoints.
+    let public = app
+        .client
+        .get(app.url(&format!("/internal/breached/{breached}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let part = Part::of(&app);
+    let anonymous = lookup(&part, &breached, None).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let forged = lookup(&app, &breached, Some("not-a-token")).await;
+    let forged = lookup(&part, &breached, Some("not-a-token")).await;
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     let other_scope = token(&app, "devices:read").await;
     assert_eq!(
-        lookup(&app, &breached, Some(&other_scope)).await.status(),
+        lookup(&part, &breached, Some(&other_scope)).await.status(),
         StatusCode::FORBIDDEN
     );
 
     let service = token(&app, "breach:read").await;
-    let answer = lookup(&app, &breached, Some(&service)).await;
+    let answer = lookup(&part, &breached, Some(&service)).await;
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(answer.json::<Value>().await.unwrap()["breached"], true);
-    let answer = lookup(&app, &breached.to_lowercase(), Some(&service)).await;
+    let answer = lookup(&part, &breached.to_lowercase(), Some(&service)).await;
     assert_eq!(answer.json::<Value>().await.unwrap()["breached"], true);
-    let answer = lookup(&app, &fine, Some(&service)).await;
+    let answer = lookup(&part, &fine, Some(&service)).await;
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(answer.json::<Value>().await.unwrap()["breached"], false);
     for malformed in ["abc", &breached[..39], &format!("{}Z", &breached[..39])] {
-        let answer = lookup(&app, malformed, Some(&service)).await;
+        let answer = lookup(&part, malformed, Some(&service)).await;
         assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{malformed}");
         let body: Value = answer.json().await.unwrap();
         assert!(
@@ -180,7 +232,7 @@ async fn a_built_filter_refuses_its_passwords_at_sign_up_and_answers_services() 
 
     // Many at once, answered in order; the same authorization as one at a time.
     let many = |bearer: Option<String>, body: Value| {
-        let mut request = app.client.post(app.url("/internal/breached")).json(&body);
+        let mut request = part.client.post(part.url("/internal/breached")).json(&body);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
@@ -216,8 +268,9 @@ async fn a_built_filter_refuses_its_passwords_at_sign_up_and_answers_services() 
 #[tokio::test]
 async fn the_built_in_list_answers_the_internal_lookup_too() {
     let app = TestApp::spawn().await;
+    let part = Part::of(&app);
     let service = token(&app, "breach:read").await;
-    let answer = lookup(&app, &hex_upper(&sha1_of("password123")), Some(&service)).await;
+    let answer = lookup(&part, &hex_upper(&sha1_of("password123")), Some(&service)).await;
     assert_eq!(answer.json::<Value>().await.unwrap()["breached"], true);
     app.stop().await;
 }

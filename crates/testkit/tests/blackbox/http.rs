@@ -48,10 +48,16 @@ async fn errors_have_one_json_shape_with_the_request_id() {
             .is_some_and(|m| !m.is_empty())
     );
 
+    // No gateway rule takes POST here: the gateway answers 404 itself, in the same shape.
     let response = app.client.post(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["request_id"], request_id.as_str());
 }
 
 #[tokio::test]
@@ -83,7 +89,15 @@ async fn metrics_count_requests_per_route_template_and_show_build_info() {
         ),
         "{text}"
     );
-    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    // The gateway counts by rule and decision; a path no rule matches never reaches the router.
+    assert!(
+        text.contains(r#"warden_gateway_requests_total{rule="health",decision="allowed"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"warden_gateway_requests_total{rule="none",decision="no_rule"} 1"#),
+        "{text}"
+    );
     assert!(
         !text.contains("/devices/1234"),
         "raw paths must not become labels"
