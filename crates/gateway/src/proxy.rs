@@ -45,6 +45,28 @@ fn drop_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// Warden's own cookies (the login session, the CSRF token) are for Warden's pages: a service
+/// elsewhere learns who the caller is from the mutators, never by holding their session.
+const WARDEN_COOKIE_PREFIX: &str = "__Host-warden_";
+
+fn drop_warden_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !pair.starts_with(WARDEN_COOKIE_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// Removes `prefix` from the request's path (`/prefix/x` → `/x`), keeping the query.
 pub(crate) fn strip_prefix(request: &mut Request, prefix: &str) {
     let path = request.uri().path();
@@ -84,6 +106,7 @@ pub(crate) async fn forward(
 
     let client_host = parts.headers.get(header::HOST).cloned();
     drop_hop_by_hop(&mut parts.headers);
+    drop_warden_cookies(&mut parts.headers);
     if !preserve_host {
         parts.headers.remove(header::HOST);
     }
@@ -146,6 +169,23 @@ mod tests {
         check("/svc/", "/svc/", "/");
         check("/service/a", "/svc", "/service/a");
         check("/other/a", "/svc", "/other/a");
+    }
+
+    #[test]
+    fn wardens_own_cookies_stay_behind_and_others_go_on() {
+        let check = |cookies: &[&str], expected: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            for cookie in cookies {
+                headers.append(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+            }
+            drop_warden_cookies(&mut headers);
+            let got = headers.get(header::COOKIE).map(|v| v.to_str().unwrap());
+            assert_eq!(got, expected, "{cookies:?}");
+        };
+        check(&["__Host-warden_session=s; theme=dark"], Some("theme=dark"));
+        check(&["a=1", "__Host-warden_csrf=c; b=2"], Some("a=1; b=2"));
+        check(&["__Host-warden_session=s"], None);
+        check(&[], None);
     }
 
     #[test]

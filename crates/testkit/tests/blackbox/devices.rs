@@ -54,6 +54,11 @@ impl Fleet {
         Self::on(TestApp::spawn().await, None).await
     }
 
+    /// A fleet on a Warden with changed settings.
+    pub(crate) async fn with(change: impl FnOnce(&mut server::config::Config)) -> Self {
+        Self::on(TestApp::spawn_with(change).await, None).await
+    }
+
     pub(crate) async fn on_postgres() -> Self {
         Self::on_database(Cluster::shared().create_database().await).await
     }

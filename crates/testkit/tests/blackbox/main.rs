@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod devices;
 mod events;
+mod gateway;
 mod hooks;
 mod http;
 mod mqtt;
