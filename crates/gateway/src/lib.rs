@@ -77,6 +77,10 @@ pub trait Facts: Send + Sync + fmt::Debug {
     fn issuer(&self) -> &str;
     /// The audience of Warden's API, what `jwt` requires when a rule names none.
     fn audience(&self) -> &str;
+    /// The claims of `token` when Warden's authorization server holds it active: signature,
+    /// time, issuer, audience, and neither it nor its grant revoked (what RFC 7662
+    /// introspection answers).
+    async fn introspect(&self, token: &str) -> Result<Option<AccessClaims>, FactsError>;
     /// The person whose login session cookie `headers` carry, with their email.
     async fn login_session(
         &self,

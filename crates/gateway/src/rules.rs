@@ -90,6 +90,12 @@ pub struct Rule {
 pub enum Authenticator {
     /// A Bearer JWT access token, verified locally against Warden's published keys.
     Jwt(JwtRequirements),
+    /// A Bearer token Warden's authorization server says is active (RFC 7662), so revocation
+    /// counts; answers are remembered for `cache_ttl`, the rule's checks made on every use.
+    Introspection {
+        requirements: JwtRequirements,
+        cache_ttl: std::time::Duration,
+    },
     /// The login session cookie of Warden's pages.
     CookieSession,
     /// Anyone, as `subject`.
@@ -101,8 +107,6 @@ pub enum Authenticator {
 /// What a `jwt` authenticator requires besides a valid signature and time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JwtRequirements {
-    /// Accepted issuers; empty means Warden's own.
-    pub trusted_issuers: Vec<String>,
     /// Accepted audiences, one of which the token must name; empty means Warden's API.
     pub target_audience: Vec<String>,
     /// Scopes the token must all carry.
@@ -119,6 +123,13 @@ pub enum Authorizer {
         action: Action,
         device_id: Template,
     },
+    /// An external policy service (Open Policy Agent, say) asked with a JSON payload; anything
+    /// but a clear yes within `timeout` is a no.
+    RemoteJson {
+        remote: url::Url,
+        payload: Template,
+        timeout: std::time::Duration,
+    },
 }
 
 /// What the gateway changes in the request before the upstream sees it.
@@ -128,6 +139,12 @@ pub enum Mutator {
     /// Headers set from templates; a client's own copies are always removed first.
     Header {
         headers: Vec<(HeaderName, Template)>,
+    },
+    /// `Authorization: Bearer` with a short-lived JWT Warden signs for the upstream, naming the
+    /// caller (`sub`, `client_id`, `scope`) for `audience`, valid for `ttl`.
+    IdToken {
+        audience: String,
+        ttl: std::time::Duration,
     },
 }
 
@@ -341,11 +358,49 @@ struct RawTier {
 #[serde(deny_unknown_fields)]
 struct RawJwtConfig {
     #[serde(default)]
-    trusted_issuers: Vec<String>,
+    target_audience: Vec<String>,
+    #[serde(default)]
+    required_scope: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospectionConfig {
     #[serde(default)]
     target_audience: Vec<String>,
     #[serde(default)]
     required_scope: Vec<String>,
+    #[serde(default = "default_introspection_cache")]
+    cache_ttl_seconds: u64,
+}
+
+fn default_introspection_cache() -> u64 {
+    5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteJsonConfig {
+    remote: String,
+    payload: String,
+    #[serde(default = "default_remote_timeout")]
+    timeout_ms: u64,
+}
+
+fn default_remote_timeout() -> u64 {
+    500
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdTokenConfig {
+    audience: String,
+    #[serde(default = "default_id_token_ttl")]
+    ttl_seconds: u64,
+}
+
+fn default_id_token_ttl() -> u64 {
+    60
 }
 
 #[derive(Deserialize)]
@@ -437,11 +492,30 @@ fn check_rule(
         let authenticator = match handler.handler.as_str() {
             "jwt" => config::<RawJwtConfig>(handler.config, &config_field, &mut note).map(|c| {
                 Authenticator::Jwt(JwtRequirements {
-                    trusted_issuers: c.trusted_issuers,
                     target_audience: c.target_audience,
                     required_scope: c.required_scope,
                 })
             }),
+            "oauth2_introspection" => {
+                config::<RawIntrospectionConfig>(handler.config, &config_field, &mut note).and_then(
+                    |c| {
+                        if c.cache_ttl_seconds > 300 {
+                            note(
+                                &format!("{config_field}.cache_ttl_seconds"),
+                                "at most 300: a revoked token must stop working soon".into(),
+                            );
+                            return None;
+                        }
+                        Some(Authenticator::Introspection {
+                            requirements: JwtRequirements {
+                                target_audience: c.target_audience,
+                                required_scope: c.required_scope,
+                            },
+                            cache_ttl: std::time::Duration::from_secs(c.cache_ttl_seconds),
+                        })
+                    },
+                )
+            }
             "cookie_session" | "noop" if !handler.config.is_null() => {
                 note(
                     &config_field,
@@ -459,8 +533,8 @@ fn check_rule(
                 note(
                     &format!("{field}.handler"),
                     format!(
-                        "unknown authenticator {other:?}; expected jwt, cookie_session, \
-                         anonymous or noop"
+                        "unknown authenticator {other:?}; expected jwt, \
+                         oauth2_introspection, cookie_session, anonymous or noop"
                     ),
                 );
                 None
@@ -497,10 +571,45 @@ fn check_rule(
                     })
                 })
         }
+        "remote_json" => {
+            config::<RawRemoteJsonConfig>(raw.authorizer.config, "authorizer.config", &mut note)
+                .and_then(|c| {
+                    let remote = url::Url::parse(&c.remote)
+                        .ok()
+                        .filter(|url| matches!(url.scheme(), "http" | "https"))
+                        .or_else(|| {
+                            note(
+                                "authorizer.config.remote",
+                                format!("{:?} is not an http(s) URL", c.remote),
+                            );
+                            None
+                        });
+                    if !(1..=10_000).contains(&c.timeout_ms) {
+                        note(
+                            "authorizer.config.timeout_ms",
+                            "must be from 1 to 10000".into(),
+                        );
+                        return None;
+                    }
+                    let payload = checked_template(
+                        &c.payload,
+                        groups,
+                        "authorizer.config.payload",
+                        &mut note,
+                    );
+                    Some(Authorizer::RemoteJson {
+                        remote: remote?,
+                        payload: payload?,
+                        timeout: std::time::Duration::from_millis(c.timeout_ms),
+                    })
+                })
+        }
         other => {
             note(
                 "authorizer.handler",
-                format!("unknown authorizer {other:?}; expected allow, deny or device"),
+                format!(
+                    "unknown authorizer {other:?}; expected allow, deny, device or remote_json"
+                ),
             );
             None
         }
@@ -534,10 +643,33 @@ fn check_rule(
                         Mutator::Header { headers }
                     })
             }
+            "id_token" => {
+                config::<RawIdTokenConfig>(handler.config, &format!("{field}.config"), &mut note)
+                    .and_then(|c| {
+                        if !(1..=3600).contains(&c.ttl_seconds) {
+                            note(
+                                &format!("{field}.config.ttl_seconds"),
+                                "must be from 1 to 3600: the token is meant for one request".into(),
+                            );
+                            return None;
+                        }
+                        if c.audience.trim().is_empty() {
+                            note(
+                                &format!("{field}.config.audience"),
+                                "name the service the token is for".into(),
+                            );
+                            return None;
+                        }
+                        Some(Mutator::IdToken {
+                            audience: c.audience,
+                            ttl: std::time::Duration::from_secs(c.ttl_seconds),
+                        })
+                    })
+            }
             other => {
                 note(
                     &format!("{field}.handler"),
-                    format!("unknown mutator {other:?}; expected header or noop"),
+                    format!("unknown mutator {other:?}; expected header, id_token or noop"),
                 );
                 None
             }
@@ -792,8 +924,8 @@ mod tests {
                 &["mutators[0].config.headers.bad header: \"bad header\" is not a header name"],
             ),
             (
-                &one("  mutators: [{ handler: id_token }]\n"),
-                &["mutators[0].handler: unknown mutator \"id_token\""],
+                &one("  mutators: [{ handler: hydrator }]\n"),
+                &["mutators[0].handler: unknown mutator \"hydrator\""],
             ),
             (
                 &one(

@@ -45,24 +45,42 @@ impl Template {
     /// The text for one request. Values that are not strings are written as JSON; a missing value
     /// is empty.
     pub fn render(&self, session: &Session, captures: &[String]) -> String {
+        self.render_with(session, captures, |value, out| out.push_str(value))
+    }
+
+    /// The text with every value written as the inside of a JSON string, for JSON payloads
+    /// (`{"sub": "{{ print .Subject }}"}`): a value cannot close the string and add members.
+    pub fn render_json(&self, session: &Session, captures: &[String]) -> String {
+        self.render_with(session, captures, |value, out| {
+            let quoted = Value::from(value).to_string();
+            out.push_str(&quoted[1..quoted.len() - 1]);
+        })
+    }
+
+    fn render_with(
+        &self,
+        session: &Session,
+        captures: &[String],
+        write_value: impl Fn(&str, &mut String),
+    ) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Subject => out.push_str(&session.subject),
+                Part::Subject => write_value(&session.subject, &mut out),
                 Part::Extra(path) => {
                     let mut value = session.extra.get(&path[0]);
                     for name in &path[1..] {
                         value = value.and_then(|inner| inner.get(name));
                     }
                     match value {
-                        Some(Value::String(text)) => out.push_str(text),
+                        Some(Value::String(text)) => write_value(text, &mut out),
                         Some(Value::Null) | None => {}
-                        Some(other) => out.push_str(&other.to_string()),
+                        Some(other) => write_value(&other.to_string(), &mut out),
                     }
                 }
                 Part::CaptureGroup(index) => {
-                    out.push_str(captures.get(*index).map_or("", String::as_str));
+                    write_value(captures.get(*index).map_or("", String::as_str), &mut out);
                 }
             }
         }
@@ -130,6 +148,19 @@ mod tests {
                 assert!(error.contains(reason), "{source}: {error}");
             }
         }
+    }
+
+    #[test]
+    fn json_rendering_keeps_values_inside_their_strings() {
+        let session = Session {
+            subject: "x\", \"admin\": true, \"y\": \"".into(),
+            ..Session::default()
+        };
+        let template = Template::parse("{\"sub\": \"{{ print .Subject }}\"}").unwrap();
+        let rendered = template.render_json(&session, &[]);
+        let parsed: Value = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(parsed["sub"], session.subject.as_str());
+        assert!(parsed.get("admin").is_none(), "{rendered}");
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub use error::ApiError;
 pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId, error_response, security_headers};
 pub use metrics::HttpMetrics;
-pub use oauth::key_ring;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
+pub use oauth::{active_claims, key_ring};
 pub use pages::current_user;
 pub use pki::{PeerCertificate, PkiContext};
 

@@ -12,6 +12,7 @@ use gateway::{Credential, Facts, FactsError, Format, Gateway, RuleSet};
 use http_api::{ApiContext, ApiError};
 use model::{DeviceId, Role, Timestamp, UserId};
 use policy::{ActionSet, DeviceRelation, Subject};
+use tokens::jwt::AccessClaims;
 use tokens::keys::KeyRing;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,17 @@ impl Facts for WardenFacts {
 
     fn audience(&self) -> &str {
         &self.context.oauth.audience
+    }
+
+    async fn introspect(&self, token: &str) -> Result<Option<AccessClaims>, FactsError> {
+        match http_api::active_claims(&self.context, token).await {
+            Ok(Ok(claims)) => Ok(Some(claims)),
+            Ok(Err(why)) => {
+                tracing::info!(why, "the gateway was shown an inactive token");
+                Ok(None)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
     }
 
     async fn login_session(

@@ -131,6 +131,16 @@ fn sign(
         .map_err(|e| TokenError::Signing(e.to_string()))
 }
 
+/// Signs `claims` the gateway asserts to a service behind it (its `id_token` mutator). The type
+/// is `JWT`, not `at+jwt`, so Warden's own API never takes such an assertion as an access token.
+pub fn issue_assertion(
+    ring: &KeyRing,
+    now: Timestamp,
+    claims: &serde_json::Value,
+) -> Result<String, TokenError> {
+    sign(ring, now, "JWT", claims)
+}
+
 /// `at_hash` for an ES256 ID token: the left half of the access token's SHA-256, base64url.
 pub fn at_hash(access_token: &str) -> String {
     use base64::Engine;

@@ -25,7 +25,7 @@ mod revocation;
 mod token;
 
 pub use cache::{ActiveTokens, ClientCache, KeyCache};
-pub(crate) use revocation::active_claims;
+pub use revocation::active_claims;
 
 /// The authorization server's settings.
 pub struct OAuthSettings {

@@ -30,7 +30,7 @@ pub(crate) struct TokenParams {
 
 /// The claims of `token` if it is an access token Warden issued that is still active: signature,
 /// time, issuer, audience, and neither it nor its grant revoked. `Err` says why not.
-pub(crate) async fn active_claims(
+pub async fn active_claims(
     context: &ApiContext,
     token: &str,
 ) -> Result<Result<AccessClaims, String>, ApiError> {

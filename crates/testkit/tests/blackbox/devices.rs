@@ -105,6 +105,11 @@ impl Fleet {
         self.console.as_ref().unwrap()
     }
 
+    /// The console's client id, for what a public client does itself (revoking a token).
+    pub(crate) fn console_id(&self) -> String {
+        self.console().client_id().to_string()
+    }
+
     /// `warden admin ARGS` on this app's data directory and database.
     pub(crate) fn admin(&self, args: &[&str]) -> String {
         let mut full = vec!["admin"];

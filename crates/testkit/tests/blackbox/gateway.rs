@@ -313,3 +313,211 @@ async fn an_operators_rules_guard_a_service_elsewhere_and_change_while_warden_ru
     );
     fleet.app.stop().await;
 }
+
+/// A policy service in the manner of Open Policy Agent: `/decide` allows when the payload's
+/// `part` is `open` and remembers the last payload; `/slow` answers after two seconds.
+async fn policy_service() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Value>>) {
+    let last = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let seen = last.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/decide",
+            axum::routing::post(move |axum::Json(payload): axum::Json<Value>| async move {
+                let open = payload["part"] == "open";
+                *seen.lock().unwrap() = payload;
+                axum::Json(json!({ "result": open }))
+            }),
+        )
+        .route(
+            "/slow",
+            axum::routing::post(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                axum::Json(json!({ "result": true }))
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_honours_revocation_policy_services_decide_and_upstreams_get_signed_identity()
+{
+    let echo = echo_upstream().await;
+    let (policy, last_payload) = policy_service().await;
+    let down = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    let subject_part = "{{ print .Subject }}";
+    let group = "{{ index .MatchContext.RegexpCaptureGroups 0 }}";
+    rules_file(
+        &path,
+        &format!(
+            r#"
+  - id: intro
+    match: {{ url: "/intro", methods: [GET] }}
+    authenticators: [{{ handler: oauth2_introspection, config: {{ cache_ttl_seconds: 0 }} }}]
+    authorizer: {{ handler: allow }}
+    upstream: {{ url: "http://{echo}" }}
+  - id: intro-cached
+    match: {{ url: "/intro-cached", methods: [GET] }}
+    authenticators: [{{ handler: oauth2_introspection, config: {{ cache_ttl_seconds: 60 }} }}]
+    authorizer: {{ handler: allow }}
+    upstream: {{ url: "http://{echo}" }}
+  - id: intro-cached-admin
+    match: {{ url: "/intro-cached-admin", methods: [GET] }}
+    authenticators:
+      - {{ handler: oauth2_introspection, config: {{ cache_ttl_seconds: 60, required_scope: [admin] }} }}
+    authorizer: {{ handler: allow }}
+    upstream: {{ url: "http://{echo}" }}
+  - id: policy
+    match: {{ url: "/policy/<[a-z]+>", methods: [GET] }}
+    authenticators: [{{ handler: jwt }}]
+    authorizer:
+      handler: remote_json
+      config:
+        remote: "http://{policy}/decide"
+        payload: '{{"subject": "{subject_part}", "part": "{group}"}}'
+        timeout_ms: 1000
+    upstream: {{ url: "http://{echo}" }}
+  - id: policy-down
+    match: {{ url: "/policy-down", methods: [GET] }}
+    authenticators: [{{ handler: noop }}]
+    authorizer: {{ handler: remote_json, config: {{ remote: "http://127.0.0.1:{down}/decide", payload: "{{}}" }} }}
+    upstream: {{ url: "http://{echo}" }}
+  - id: policy-slow
+    match: {{ url: "/policy-slow", methods: [GET] }}
+    authenticators: [{{ handler: noop }}]
+    authorizer: {{ handler: remote_json, config: {{ remote: "http://{policy}/slow", payload: "{{}}", timeout_ms: 200 }} }}
+    upstream: {{ url: "http://{echo}" }}
+  - id: signed
+    match: {{ url: "/signed", methods: [GET] }}
+    authenticators: [{{ handler: jwt }}]
+    authorizer: {{ handler: allow }}
+    mutators: [{{ handler: id_token, config: {{ audience: "https://echo.internal", ttl_seconds: 30 }} }}]
+    upstream: {{ url: "http://{echo}" }}
+"#
+        ),
+    );
+    let rules = path.to_str().unwrap().to_owned();
+    let fleet = Fleet::with(|config| config.gateway.rules_file = rules).await;
+    let app = &fleet.app;
+    let owner = fleet.person("owner@example.com", "customer").await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = app.client.get(app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    // Introspection: active tokens pass; a remembered answer still meets each rule's scopes.
+    assert_eq!(
+        get("/intro", Some(&owner)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/intro-cached", Some(&owner)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let response = get("/intro-cached-admin", Some(&owner)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    // Revoked: refused at once without a cache, and once the cached answer is older than its
+    // time to live.
+    let revoked = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .form(&[
+            ("token", owner.as_str()),
+            ("client_id", &fleet.console_id()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let response = get("/intro", Some(&owner)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "the token is not active");
+    assert_eq!(
+        get("/intro-cached", Some(&owner)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        get("/intro-cached", Some(&owner)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A policy service decides; its payload carries the subject as a JSON string, whatever it
+    // holds; anything but a clear yes, including silence, is a no.
+    let person = fleet.person("person@example.com", "customer").await;
+    assert_eq!(
+        get("/policy/open", Some(&person)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let payload = last_payload.lock().unwrap().clone();
+    assert_eq!(payload["part"], "open");
+    assert!(
+        payload["subject"].as_str().is_some_and(|s| !s.is_empty()),
+        "{payload}"
+    );
+    let response = get("/policy/closed", Some(&person)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "the access policy does not allow this"
+    );
+    assert_eq!(
+        get("/policy-down", None).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get("/policy-slow", None).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The upstream gets a short-lived JWT signed by Warden for it alone, verifiable with the
+    // JWKS, which Warden's own API refuses as an access token.
+    let seen: Value = get("/signed", Some(&person))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let assertion = seen["headers"]["authorization"]
+        .as_str()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap()
+        .to_owned();
+    assert_ne!(assertion, person);
+    let claims = crate::oauth::verify_with_jwks_for(app, &assertion, "https://echo.internal")
+        .await
+        .unwrap();
+    assert_eq!(claims["iss"], app.base_url.as_str());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        30
+    );
+    assert!(
+        claims["scope"].as_str().unwrap().contains("devices:read"),
+        "{claims}"
+    );
+    let refused = app
+        .client
+        .get(app.url("/api/v1/devices"))
+        .bearer_auth(&assertion)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    fleet.app.stop().await;
+}

@@ -82,6 +82,15 @@ pub(crate) async fn client_credentials(
 
 /// Verifies `token` the way a resource server does: by the key the JWKS publishes for its `kid`.
 async fn verify_with_jwks(app: &TestApp, token: &str) -> Result<Value, String> {
+    verify_with_jwks_for(app, token, &format!("{}/api", app.base_url)).await
+}
+
+/// The same, for a token meant for `audience`.
+pub(crate) async fn verify_with_jwks_for(
+    app: &TestApp,
+    token: &str,
+    audience: &str,
+) -> Result<Value, String> {
     let jwks: Value = app.get("/oauth2/jwks").await.json().await.unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();
     let kid = header.kid.unwrap();
@@ -95,7 +104,7 @@ async fn verify_with_jwks(app: &TestApp, token: &str) -> Result<Value, String> {
         DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
             .unwrap();
     let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_audience(&[format!("{}/api", app.base_url)]);
+    validation.set_audience(&[audience]);
     validation.set_issuer(&[app.base_url.as_str()]);
     jsonwebtoken::decode::<Value>(token, &key, &validation)
         .map(|data| data.claims)

@@ -3,33 +3,36 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use http_body_util::Limited;
-use model::{Clock, DeviceId};
-use policy::Denial;
+use model::Clock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sha2::{Digest, Sha256};
-use tokens::jwt::{self, AccessClaims, Expectations, TokenError};
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
+mod authenticate;
+mod authorize;
+mod mutate;
+
+use authenticate::TokenMemory;
+
 use crate::pattern::RequestUrl;
 use crate::proxy::{self, UpstreamError};
-use crate::rules::{Authenticator, Authorizer, JwtRequirements, Mutator, Rule, RuleSet, Target};
+use crate::rules::{Mutator, Rule, RuleSet, Target};
 use crate::throttle::{Headroom, Limit, LimiterClock, Throttled};
-use crate::{Credential, Facts, Session};
+use crate::{Facts, Session};
 
 /// How the gateway runs, from configuration.
 #[derive(Clone, Debug)]
@@ -102,7 +105,8 @@ struct Inner {
     clock: LimiterClock,
     metrics: GatewayMetrics,
     settings: GatewaySettings,
-    verified: VerifiedTokens,
+    verified: TokenMemory,
+    introspected: TokenMemory,
 }
 
 /// A rule set with its counters and the headers its mutators set.
@@ -261,7 +265,8 @@ impl Gateway {
                 clock,
                 metrics,
                 settings,
-                verified: VerifiedTokens::default(),
+                verified: TokenMemory::default(),
+                introspected: TokenMemory::default(),
             }),
         })
     }
@@ -294,7 +299,9 @@ impl Gateway {
         for limit in self.loaded().limits.values().flatten() {
             limit.forget_idle();
         }
-        self.inner.verified.forget_expired(self.inner.clock.0.now());
+        let now = self.inner.clock.0.now();
+        self.inner.verified.forget_expired(now);
+        self.inner.introspected.forget_expired(now);
     }
 
     /// The gateway as a router serving every path. CORS preflights from configured origins are
@@ -481,7 +488,8 @@ impl Gateway {
             .map(|ConnectInfo(peer)| peer.ip().to_string())
             .unwrap_or_default();
         let headroom = self.throttle(rule, loaded, &session, &address)?;
-        mutate(rule, loaded, &session, captures, &mut request)?;
+        self.mutate(rule, loaded, &session, captures, &mut request)
+            .await?;
         let mut response = self.forward(rule, request).await?;
         if let Some(headroom) = headroom {
             let headers = response.headers_mut();
@@ -492,184 +500,6 @@ impl Gateway {
             }
         }
         Ok(response)
-    }
-
-    async fn authenticate(&self, rule: &Rule, headers: &HeaderMap) -> Result<Session, Refusal> {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        for authenticator in &rule.authenticators {
-            match authenticator {
-                Authenticator::Jwt(requirements) => {
-                    if let Some(token) = bearer {
-                        return self.verify_jwt(token, requirements).await;
-                    }
-                }
-                Authenticator::CookieSession => {
-                    let login = self
-                        .inner
-                        .facts
-                        .login_session(headers)
-                        .await
-                        .map_err(|error| Refusal::unavailable(&error))?;
-                    if let Some((user_id, role, email)) = login {
-                        let mut extra = serde_json::Map::new();
-                        extra.insert("email".into(), email.into());
-                        extra.insert("role".into(), role.as_str().into());
-                        return Ok(Session {
-                            subject: user_id.to_string(),
-                            extra,
-                            credential: Credential::Login { user_id, role },
-                            ..Session::default()
-                        });
-                    }
-                }
-                Authenticator::Anonymous { subject } => {
-                    if headers.get(header::AUTHORIZATION).is_none() {
-                        return Ok(Session {
-                            subject: subject.clone(),
-                            anonymous: true,
-                            ..Session::default()
-                        });
-                    }
-                }
-                Authenticator::Noop => {
-                    return Ok(Session {
-                        anonymous: true,
-                        ..Session::default()
-                    });
-                }
-            }
-        }
-        Err(Refusal::no_credentials())
-    }
-
-    async fn verify_jwt(
-        &self,
-        token: &str,
-        requirements: &JwtRequirements,
-    ) -> Result<Session, Refusal> {
-        let facts = &self.inner.facts;
-        let now = self.inner.clock.0.now();
-        let ring = facts
-            .signing_keys()
-            .await
-            .map_err(|error| Refusal::unavailable(&error))?;
-        let audiences: Vec<&str> = if requirements.target_audience.is_empty() {
-            vec![facts.audience()]
-        } else {
-            requirements
-                .target_audience
-                .iter()
-                .map(String::as_str)
-                .collect()
-        };
-        let claims = match self.inner.verified.get(token, &ring, now) {
-            Some(claims) => {
-                // A remembered token is still checked for time and this rule's audience.
-                if claims.exp <= now.unix_millis().div_euclid(1000) {
-                    return Err(Refusal::invalid_token(TokenError::Expired.to_string()));
-                }
-                let fits = audiences.iter().any(|audience| {
-                    Expectations {
-                        issuer: facts.issuer(),
-                        audience,
-                    }
-                    .accepts_audience(&claims.aud)
-                });
-                if !fits {
-                    return Err(Refusal::invalid_token(
-                        TokenError::WrongAudience.to_string(),
-                    ));
-                }
-                claims
-            }
-            None => {
-                let mut outcome = Err(TokenError::WrongAudience);
-                for audience in &audiences {
-                    let expected = Expectations {
-                        issuer: facts.issuer(),
-                        audience,
-                    };
-                    outcome = jwt::verify(token, &ring, now, &expected);
-                    if !matches!(outcome, Err(TokenError::WrongAudience)) {
-                        break;
-                    }
-                }
-                let claims = outcome.map_err(|error| Refusal::invalid_token(error.to_string()))?;
-                let claims = Arc::new(claims);
-                self.inner.verified.put(token, claims.clone());
-                claims
-            }
-        };
-        let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_owned).collect();
-        if let Some(missing) = requirements
-            .required_scope
-            .iter()
-            .find(|scope| !scopes.contains(scope))
-        {
-            return Err(Refusal::insufficient_scope(missing));
-        }
-        let extra = match serde_json::to_value(claims.as_ref()) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        Ok(Session {
-            subject: claims.sub.clone(),
-            extra,
-            client_id: Some(claims.client_id.clone()),
-            scopes,
-            anonymous: false,
-            credential: Credential::AccessToken(Box::new(claims.as_ref().clone())),
-        })
-    }
-
-    async fn authorize(
-        &self,
-        rule: &Rule,
-        captures: &[String],
-        session: &Session,
-    ) -> Result<(), Refusal> {
-        let (action, template) = match &rule.authorizer {
-            Authorizer::Allow => return Ok(()),
-            Authorizer::Deny => {
-                return Err(Refusal::new(
-                    Decision::Denied,
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "this rule refuses every request".into(),
-                ));
-            }
-            Authorizer::Device { action, device_id } => (*action, device_id),
-        };
-        let Ok(device_id) = DeviceId::parse(&template.render(session, captures)) else {
-            return Err(Refusal::not_found());
-        };
-        let facts = &self.inner.facts;
-        let subject = facts
-            .subject(&session.credential)
-            .await
-            .map_err(|error| Refusal::unavailable(&error))?
-            .ok_or_else(|| Refusal::invalid_token("nobody stands behind this credential"))?;
-        let now = self.inner.clock.0.now();
-        let relation = facts
-            .relation(&device_id, now)
-            .await
-            .map_err(|error| Refusal::unavailable(&error))?
-            .ok_or_else(Refusal::not_found)?;
-        match policy::decide(&subject, action, &relation, now) {
-            Ok(_) => Ok(()),
-            Err(Denial::NotVisible) => Err(Refusal::not_found()),
-            Err(Denial::MissingScope { scope }) => Err(Refusal::insufficient_scope(scope)),
-            Err(denial @ Denial::NotPermitted(_)) => Err(Refusal::new(
-                Decision::Denied,
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                denial.to_string(),
-            )),
-        }
     }
 
     fn throttle(
@@ -762,39 +592,6 @@ impl Gateway {
     }
 }
 
-/// Removes every header any rule's mutators set (a client's copy is never trusted), then sets
-/// this rule's.
-fn mutate(
-    rule: &Rule,
-    loaded: &Loaded,
-    session: &Session,
-    captures: &[String],
-    request: &mut Request,
-) -> Result<(), Refusal> {
-    let headers = request.headers_mut();
-    for name in &loaded.mutated_headers {
-        headers.remove(name);
-    }
-    for mutator in &rule.mutators {
-        let Mutator::Header { headers: templates } = mutator else {
-            continue;
-        };
-        for (name, template) in templates {
-            let value = HeaderValue::from_str(&template.render(session, captures)).map_err(|_| {
-                tracing::warn!(rule = %rule.id, header = %name, "a header template rendered an invalid value");
-                Refusal::new(
-                    Decision::Denied,
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the request cannot be forwarded with the identity it carries".into(),
-                )
-            })?;
-            headers.insert(name.clone(), value);
-        }
-    }
-    Ok(())
-}
-
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the caller may
 /// go on, when throttled) and `RateLimit-Policy` (`LIMIT;w=WINDOW`), as the IETF httpapi
 /// working group's rate-limit header fields draft names them.
@@ -827,55 +624,4 @@ fn rate_limit_headers(
         ));
     }
     headers
-}
-
-/// Access tokens whose signature was verified, by the SHA-256 of the token, so a busy caller's
-/// token is verified once. An entry is only used while its key is still published; time and the
-/// rule's audience and scopes are checked on every use. Bounded: when full, it starts afresh.
-#[derive(Debug, Default)]
-struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>,
-}
-
-const VERIFIED_TOKENS_LIMIT: usize = 50_000;
-
-impl VerifiedTokens {
-    fn key(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
-    }
-
-    fn get(
-        &self,
-        token: &str,
-        ring: &tokens::keys::KeyRing,
-        now: model::Timestamp,
-    ) -> Option<Arc<AccessClaims>> {
-        let claims = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&Self::key(token))
-            .cloned()?;
-        let kid = jwt::key_id(token)?;
-        ring.find_published(&kid, now).map(|_| claims)
-    }
-
-    fn put(&self, token: &str, claims: Arc<AccessClaims>) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= VERIFIED_TOKENS_LIMIT {
-            entries.clear();
-        }
-        entries.insert(Self::key(token), claims);
-    }
-
-    fn forget_expired(&self, now: model::Timestamp) {
-        let now_seconds = now.unix_millis().div_euclid(1000);
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|_, claims| claims.exp > now_seconds);
-    }
 }
