@@ -231,6 +231,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             upstream_roots: vec![ca_root_pem],
             cors_origins: settings.gateway.cors_origins.clone(),
             max_body_bytes: settings.max_body_bytes,
+            part_urls: settings.gateway.part_urls.clone(),
         },
     )
     .context("cannot set up the gateway")?;

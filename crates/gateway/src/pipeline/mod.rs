@@ -46,6 +46,9 @@ pub struct GatewaySettings {
     pub cors_origins: Vec<HeaderValue>,
     /// The largest request body the gateway passes on; a larger one gets 413.
     pub max_body_bytes: usize,
+    /// Parts of Warden that run apart, by name: `warden://NAME` upstreams go to these URLs
+    /// instead of this process.
+    pub part_urls: HashMap<String, url::Url>,
 }
 
 /// The gateway's figures on `/metrics`: requests by rule and decision, and the time per rule.
@@ -559,36 +562,43 @@ impl Gateway {
         if let Some(prefix) = &upstream.strip_path {
             proxy::strip_prefix(&mut request, prefix);
         }
-        match &upstream.target {
-            Target::Local { .. } => match self.inner.local.clone().oneshot(request).await {
-                Ok(response) => Ok(response),
-                Err(never) => match never {},
+        // A part of Warden that runs apart is reached at its configured URL.
+        let base = match &upstream.target {
+            Target::Local { part } => match self.inner.settings.part_urls.get(part) {
+                Some(url) => url,
+                None => {
+                    return match self.inner.local.clone().oneshot(request).await {
+                        Ok(response) => Ok(response),
+                        Err(never) => match never {},
+                    };
+                }
             },
-            Target::Remote(base) => proxy::forward(
-                &self.inner.client,
-                base,
-                upstream.preserve_host,
-                self.inner.settings.upstream_timeout,
-                request,
-            )
-            .await
-            .map_err(|error| {
-                tracing::warn!(rule = %rule.id, %error, "upstream failed");
-                let (status, code, message) = match error {
-                    UpstreamError::Timeout => (
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream_timeout",
-                        "the service behind the gateway did not answer in time",
-                    ),
-                    UpstreamError::Unreachable(_) => (
-                        StatusCode::BAD_GATEWAY,
-                        "bad_gateway",
-                        "the service behind the gateway could not be reached",
-                    ),
-                };
-                Refusal::new(Decision::UpstreamError, status, code, message.into())
-            }),
-        }
+            Target::Remote(base) => base,
+        };
+        proxy::forward(
+            &self.inner.client,
+            base,
+            upstream.preserve_host,
+            self.inner.settings.upstream_timeout,
+            request,
+        )
+        .await
+        .map_err(|error| {
+            tracing::warn!(rule = %rule.id, %error, "upstream failed");
+            let (status, code, message) = match error {
+                UpstreamError::Timeout => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the service behind the gateway did not answer in time",
+                ),
+                UpstreamError::Unreachable(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "the service behind the gateway could not be reached",
+                ),
+            };
+            Refusal::new(Decision::UpstreamError, status, code, message.into())
+        })
     }
 }
 

@@ -56,6 +56,11 @@ pub struct GatewayConfig {
     /// Origins (`https://console.example.com`) whose scripts may call Warden from a browser
     /// (CORS). Empty: none; browsers then refuse cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// Parts of Warden that run in other processes, as a table: `[gateway.part_urls]` then
+    /// `devices = "https://devices.internal:8443"`. Rules whose upstream is `warden://devices`
+    /// then go there instead of to this process, so the shipped rules serve a split Warden too.
+    /// Empty: every part is in this process.
+    pub part_urls: BTreeMap<String, String>,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +69,7 @@ impl Default for GatewayConfig {
             rules_file: String::new(),
             upstream_timeout_seconds: 30,
             cors_origins: Vec::new(),
+            part_urls: BTreeMap::new(),
         }
     }
 }
@@ -376,6 +382,7 @@ pub struct GatewaySettings {
     pub rules_file: Option<PathBuf>,
     pub upstream_timeout: Duration,
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    pub part_urls: std::collections::HashMap<String, url::Url>,
 }
 
 #[derive(Clone, Debug)]
@@ -683,7 +690,25 @@ impl Config {
                 }
             }
         }
+        let mut part_urls = std::collections::HashMap::new();
+        for (part, text) in &self.gateway.part_urls {
+            let url = url::Url::parse(text)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none());
+            match url {
+                Some(url) => {
+                    part_urls.insert(part.clone(), url);
+                }
+                None => {
+                    return Err(invalid(
+                        "gateway.part_urls",
+                        "each part's URL is http(s)://host[:port][/base], with no query",
+                    ));
+                }
+            }
+        }
         Ok(GatewaySettings {
+            part_urls,
             rules_file: optional(&self.gateway.rules_file).map(PathBuf::from),
             upstream_timeout: Duration::from_secs(positive(
                 "gateway.upstream_timeout_seconds",

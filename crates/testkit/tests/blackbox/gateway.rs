@@ -157,6 +157,11 @@ async fn an_operators_rules_guard_a_service_elsewhere_and_change_while_warden_ru
     authenticators: [{{ handler: noop }}]
     authorizer: {{ handler: allow }}
     upstream: {{ url: "http://127.0.0.1:{down}" }}
+  - id: reports
+    match: {{ url: "/reports/<.*>", methods: [GET] }}
+    authenticators: [{{ handler: noop }}]
+    authorizer: {{ handler: allow }}
+    upstream: {{ url: "warden://reports" }}
   - id: thing
     match: {{ url: "/things/<[^/]+>", methods: [GET] }}
     authenticators: [{{ handler: jwt }}]
@@ -168,7 +173,15 @@ async fn an_operators_rules_guard_a_service_elsewhere_and_change_while_warden_ru
     );
     rules_file(&path, &custom);
     let rules = path.to_str().unwrap().to_owned();
-    let fleet = Fleet::with(|config| config.gateway.rules_file = rules).await;
+    let fleet = Fleet::with(|config| {
+        config.gateway.rules_file = rules;
+        // A part of Warden that runs apart (here the echo server) is reached at its URL.
+        config
+            .gateway
+            .part_urls
+            .insert("reports".into(), format!("http://{echo}/split"));
+    })
+    .await;
     let app = &fleet.app;
     let admin = fleet.person("root@example.com", "admin").await;
     let devices = fleet.make_devices(&admin, 1).await;
@@ -269,6 +282,10 @@ async fn an_operators_rules_guard_a_service_elsewhere_and_change_while_warden_ru
         get(&thing, Some(&owner)).await.unwrap().status(),
         StatusCode::OK
     );
+
+    // `warden://reports` goes to where that part runs.
+    let seen: Value = get("/reports/weekly", None).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["path"], "/split/reports/weekly", "{seen}");
 
     // A service that is down: 502 in the error shape, nothing of the cause.
     let response = get("/down", None).await.unwrap();
