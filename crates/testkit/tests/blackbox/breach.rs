@@ -55,26 +55,32 @@ fn build_filter(dir: &Path, input: &Path, bad_lines: &str) -> std::process::Outp
     .unwrap()
 }
 
-async fn token(app: &TestApp, scope: &str) -> String {
-    let output = warden_command(&[
-        "admin",
-        "clients",
-        "create",
-        "--name",
-        "password checker",
-        "--scope",
-        scope,
-        "--data-dir",
-        app.data_dir.path().to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+/// `warden admin ARGS` on the app's data directory; its output, once it succeeded.
+fn admin(app: &TestApp, args: &[&str]) -> String {
+    let mut full = vec!["admin"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--data-dir", app.data_dir.path().to_str().unwrap()]);
+    let output = warden_command(&full).output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let out = String::from_utf8(output.stdout).unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn token(app: &TestApp, scope: &str) -> String {
+    let out = admin(
+        app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "password checker",
+            "--scope",
+            scope,
+        ],
+    );
     let field = |name: &str| {
         out.lines()
             .find_map(|line| line.strip_prefix(name))
@@ -106,23 +112,16 @@ impl Part {
     fn of(app: &TestApp) -> Self {
         let out = tempfile::tempdir().unwrap();
         let dir = out.path().join("identity");
-        let output = warden_command(&[
-            "admin",
-            "certs",
-            "issue-workload",
-            "--part",
-            "identity",
-            "--out",
-            dir.to_str().unwrap(),
-            "--data-dir",
-            app.data_dir.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        admin(
+            app,
+            &[
+                "certs",
+                "issue-workload",
+                "--part",
+                "identity",
+                "--out",
+                dir.to_str().unwrap(),
+            ],
         );
         let mut identity = std::fs::read(dir.join("identity.crt")).unwrap();
         identity.extend(std::fs::read(dir.join("identity.key")).unwrap());

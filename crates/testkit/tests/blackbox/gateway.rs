@@ -284,7 +284,12 @@ async fn an_operators_rules_guard_a_service_elsewhere_and_change_while_warden_ru
     );
 
     // `warden://reports` goes to where that part runs.
-    let seen: Value = get("/reports/weekly", None).await.unwrap().json().await.unwrap();
+    let seen: Value = get("/reports/weekly", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(seen["path"], "/split/reports/weekly", "{seen}");
 
     // A service that is down: 502 in the error shape, nothing of the cause.
