@@ -9,6 +9,7 @@
 # Needs: nginx, wrk, curl (apt-get install nginx wrk curl); builds what it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 seconds=${1:-10}
 for tool in nginx wrk curl taskset; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nginx wrk curl util-linux" >&2; exit 1; }
@@ -22,7 +23,10 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-# Warden on core 0.
+# Warden on core 0, without the shipped rules' per-address limits: every request here comes
+# from one address, and the limits are the gateway benchmark's business (bench/gateway.sh).
+unthrottled_rules target/release/warden "$work/rules.yaml"
+export WARDEN_GATEWAY_RULES_FILE="$work/rules.yaml"
 WARDEN_LOG_LEVEL=warn taskset -c 0 target/release/warden serve --data-dir "$work/data" --listen 127.0.0.1:0 --device-listen 127.0.0.1:0 >"$work/warden.log" 2>&1 &
 warden_pid=$!
 pids+=("$warden_pid")
