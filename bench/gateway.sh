@@ -10,6 +10,8 @@
 #     request here comes from one address) plus `bench` (jwt + a per-user throttle) and
 #     `bench-open` (noop: no authentication, no throttle), both to the upstream;
 #   - wrk on core 1: one thread, 32 connections, the same Bearer token on every request.
+# Each run also reports how busy each core was (from /proc/stat): the comparison holds only while
+# core 0, the proxy's, is the one at 100 %; a busy core 1 means wrk and the upstream set the pace.
 # Run by hand (not part of the tests): bench/gateway.sh [seconds per run, default 10]
 # Needs: nginx, wrk, curl, python3, taskset (apt-get install nginx wrk curl); builds what it runs.
 set -euo pipefail
@@ -110,20 +112,36 @@ taskset -c 0 nginx -c "$work/proxy.conf" &
 pids+=($!)
 sleep 1
 
-# Every answer must be a 200 through the upstream, for both.
-for url in "https://localhost:$warden_port/bench/x" "https://localhost:$nginx_port/x"; do
+# Every answer must be a 200 through the upstream, for all three; and `bench` must really ask
+# for the token.
+for url in "https://localhost:$warden_port/bench/x" "https://localhost:$warden_port/open/x" "https://localhost:$nginx_port/x"; do
   body=$(curl -s --cacert "$ca" -H "Authorization: Bearer $token" "$url")
   [ "$body" = ok ] || { echo "$url answered: $body" >&2; exit 1; }
 done
+status=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" "https://localhost:$warden_port/bench/x")
+[ "$status" = 401 ] || { echo "/bench/x without a token answered $status, not 401" >&2; exit 1; }
 
-# load URL NAME: wrk with the token; writes NAME.txt, prints requests per second.
+# Idle and total ticks of cores 0 and 1 (steal counts as busy: time the core was not ours).
+core_ticks() { awk '$1 == "cpu0" || $1 == "cpu1" { t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%d %d ", $5 + $6, t }' /proc/stat; }
+# busy_between BEFORE AFTER: percent busy of cores 0 and 1 between two core_ticks.
+busy_between() {
+  python3 -c "b = [int(x) for x in '$1'.split()]; a = [int(x) for x in '$2'.split()]
+print(' '.join(f'{100 * (1 - (a[i] - b[i]) / (a[i + 1] - b[i + 1])):.0f}' for i in (0, 2)))"
+}
+# load URL NAME: wrk with the token; writes NAME.txt and NAME.busy (percent busy of cores 0 and 1),
+# prints requests per second.
 load() {
+  local before after
+  before=$(core_ticks)
   taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency -H "Authorization: Bearer $token" "$1" >"$work/$2.txt"
-  if grep -q "Non-2xx" "$work/$2.txt"; then
-    echo "$2: some answers were not 2xx:" >&2; cat "$work/$2.txt" >&2; exit 1
+  after=$(core_ticks)
+  busy_between "$before" "$after" >"$work/$2.busy"
+  if grep -q -e "Non-2xx" -e "Socket errors" "$work/$2.txt"; then
+    echo "$2: some requests failed or were not answered 2xx:" >&2; cat "$work/$2.txt" >&2; exit 1
   fi
   sed -n 's/^Requests\/sec: *//p' "$work/$2.txt"
 }
+busy() { read -r core0 core1 <"$work/$1.busy"; echo "cores busy: 0 ${core0} %, 1 ${core1} %"; }
 # Latency percentile P of run NAME, in ms.
 percentile() {
   awk -v p="$2%" '$1 == p {
@@ -131,6 +149,9 @@ percentile() {
     if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000;
     printf "%.2f", v }' "$work/$1.txt"
 }
+
+# The cores must be idle before the runs, or someone else's work is in the figures.
+before=$(core_ticks); sleep 2; busy_between "$before" "$(core_ticks)" >"$work/idle.busy"
 
 warden_rate=$(load "https://localhost:$warden_port/bench/x" warden)
 nginx_rate=$(load "https://localhost:$nginx_port/x" nginx)
@@ -140,8 +161,12 @@ ratio() { python3 -c "print(f'{float($1)/float($2):.2f}')"; }
 minus() { python3 -c "print(f'{float($1)-float($2):.2f}')"; }
 echo
 echo "proxied requests/s, 32 connections, ${seconds} s each:"
-echo "  Warden, jwt + throttle:  $warden_rate  (p50 $(percentile warden 50) ms, p99 $(percentile warden 99) ms)"
-echo "  Warden, no auth:         $open_rate  (p50 $(percentile open 50) ms, p99 $(percentile open 99) ms)"
-echo "  nginx proxy_pass:        $nginx_rate  (p50 $(percentile nginx 50) ms, p99 $(percentile nginx 99) ms)"
+echo "  Warden, jwt + throttle:  $warden_rate  (p50 $(percentile warden 50) ms, p99 $(percentile warden 99) ms; $(busy warden))"
+echo "  Warden, no auth:         $open_rate  (p50 $(percentile open 50) ms, p99 $(percentile open 99) ms; $(busy open))"
+echo "  nginx proxy_pass:        $nginx_rate  (p50 $(percentile nginx 50) ms, p99 $(percentile nginx 99) ms; $(busy nginx))"
+read -r idle0 idle1 <"$work/idle.busy"
+if [ "$idle0" -gt 5 ] || [ "$idle1" -gt 5 ]; then
+  echo "  warning: before the runs, with nothing under load, $(busy idle): other work on this machine is in these figures"
+fi
 echo "ratio Warden (jwt + throttle) / nginx: $(ratio "$warden_rate" "$nginx_rate") (goal >= 1.0)"
 echo "added latency against nginx: p50 $(minus "$(percentile warden 50)" "$(percentile nginx 50)") ms, p99 $(minus "$(percentile warden 99)" "$(percentile nginx 99)") ms"

@@ -27,7 +27,7 @@ trap cleanup EXIT
 # from one address, and the limits are the gateway benchmark's business (bench/gateway.sh).
 unthrottled_rules target/release/warden "$work/rules.yaml"
 export WARDEN_GATEWAY_RULES_FILE="$work/rules.yaml"
-WARDEN_LOG_LEVEL=warn taskset -c 0 target/release/warden serve --data-dir "$work/data" --listen 127.0.0.1:0 --device-listen 127.0.0.1:0 >"$work/warden.log" 2>&1 &
+WARDEN_LOG_LEVEL=warn taskset -c 0 target/release/warden serve --data-dir "$work/data" --listen 127.0.0.1:0 --device-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 >"$work/warden.log" 2>&1 &
 warden_pid=$!
 pids+=("$warden_pid")
 for _ in $(seq 1 100); do [ -f "$work/data/addresses.json" ] && break; sleep 0.1; done
@@ -86,7 +86,7 @@ nginx_introspections=$(post "https://localhost:$nginx_port/oauth2/introspect" "t
 # since the bound assumes every core hashes (and Warden sizes its hashing to the cores it has).
 kill "$warden_pid"; wait "$warden_pid" 2>/dev/null || true
 rm -f "$work/data/addresses.json"
-WARDEN_LOG_LEVEL=warn target/release/warden serve --data-dir "$work/data" --listen 127.0.0.1:0 --device-listen 127.0.0.1:0 >"$work/warden.log" 2>&1 &
+WARDEN_LOG_LEVEL=warn target/release/warden serve --data-dir "$work/data" --listen 127.0.0.1:0 --device-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 >"$work/warden.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -f "$work/data/addresses.json" ] && break; sleep 0.1; done
 warden=$(sed -n 's/.*"https": "\(.*\)".*/\1/p' "$work/data/addresses.json")
