@@ -15,7 +15,17 @@ use tokens::keys::KeyRing;
 use crate::Failure;
 use crate::args::{AdminCommand, ClientsCommand, DbCommand, KeysCommand, UsersCommand};
 
+/// Runs an admin command; one that changes something leaves an audit record of how it ended.
 pub async fn run(command: AdminCommand, settings: &Settings) -> Result<(), Failure> {
+    let audited = crate::audit::admin_action(&command);
+    let result = run_command(command, settings).await;
+    if let Some(action) = audited {
+        crate::audit::record_admin(settings, action, &result).await?;
+    }
+    result
+}
+
+async fn run_command(command: AdminCommand, settings: &Settings) -> Result<(), Failure> {
     match command {
         AdminCommand::Db(DbCommand::Status) => {
             let store = server::connect_store(settings).await?;

@@ -62,6 +62,32 @@ pub enum Command {
     /// The gateway's access rules.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// The audit journal: verify that nothing in it was changed, removed or inserted; export it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walks the whole journal (every checkpoint's signature, every entry's hash and link) and
+    /// reports the first entry that was changed, removed or inserted. Exit code 1 when one was.
+    Verify,
+    /// Writes entries as NDJSON to standard output, oldest first (one JSON object per line, with
+    /// the hashes that chain them).
+    Export {
+        /// Entries at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Entries before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only entries about this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only entries of this action (`account.login`, `device.read`, …).
+        #[arg(long)]
+        action: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod args;
+mod audit;
 mod breach;
 mod devices;
 mod pki;
@@ -73,6 +74,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Admin(command) => {
             let settings = cli.global.load(&[])?;
             admin::run(command, &settings).await?;
+        }
+        Command::Audit(command) => {
+            let settings = cli.global.load(&[])?;
+            audit::run(command, &settings).await?;
         }
         Command::Breach(command) => breach::run(command).await?,
         Command::Device(DeviceToolCommand::Simulate(args)) => {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use model::{DeviceId, Role, Timestamp, UserId};
-use policy::{DeviceRelation, Subject};
+use policy::{Denial, DeviceRelation, Subject};
 use tokens::jwt::AccessClaims;
 use tokens::keys::KeyRing;
 
@@ -94,4 +94,21 @@ pub trait Facts: Send + Sync + fmt::Debug {
         device_id: &DeviceId,
         now: Timestamp,
     ) -> Result<Option<DeviceRelation>, FactsError>;
+    /// Records that `subject`, who can see the device, was refused `action` on it, so that its
+    /// owner's access log shows the attempt; an error refuses the request as unavailable.
+    async fn device_denied(
+        &self,
+        subject: &Subject,
+        device_id: &DeviceId,
+        action: policy::Action,
+        denial: &Denial,
+        origin: &RequestOrigin,
+    ) -> Result<(), FactsError>;
+}
+
+/// Where a request came from: the caller's address and the request id the gateway gave it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestOrigin {
+    pub address: Option<String>,
+    pub request_id: Option<String>,
 }

@@ -10,6 +10,7 @@ mod device_api;
 mod error;
 mod health;
 mod identity;
+pub mod journal;
 mod layers;
 mod metrics;
 mod oauth;
@@ -90,6 +91,8 @@ pub struct ApiContext {
     pub oauth: Arc<OAuthSettings>,
     pub pki: Arc<PkiContext>,
     pub devices: Arc<DeviceContext>,
+    /// Where security-relevant actions are recorded (docs/audit.md).
+    pub audit: audit::Journal,
 }
 
 /// Bounds on what one request may cost.

@@ -15,7 +15,9 @@ use model::DeviceId;
 use model::Timestamp;
 use pki::{Authority, CertificateKind, CheckedCsr, PartName, Requester, RevokedCertificate};
 
+use crate::journal::Origin;
 use crate::{ApiContext, ApiError};
+use audit::{Action, Actor, Target};
 
 /// The CA, its settings, and the revocation list last signed.
 #[derive(Debug)]
@@ -79,6 +81,7 @@ pub(crate) fn device_routes() -> Router<ApiContext> {
 /// client that loses the answer can retry.
 async fn renew(
     State(context): State<ApiContext>,
+    origin: Origin,
     certificate: Option<Extension<PeerCertificate>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -129,6 +132,29 @@ async fn renew(
     .map_err(|error| ApiError::Internal(Box::new(error)))?;
     context.store.certificates().insert(&issued).await?;
     tracing::info!(subject = %issued.subject, serial = %issued.serial, renewed = %current.serial, "certificate renewed");
+    let (actor, device) = match current.kind {
+        CertificateKind::Device => (
+            Actor::Device {
+                id: current.subject.clone(),
+            },
+            Some(current.subject.clone()),
+        ),
+        _ => (
+            Actor::Part {
+                name: current.subject.clone(),
+            },
+            None,
+        ),
+    };
+    let mut record = context
+        .audit_record(
+            actor,
+            Action::CertificateRenew,
+            Target::new("certificate", issued.serial.to_string()),
+        )
+        .detail(serde_json::json!({ "renewed": current.serial.to_string() }));
+    record.device = device;
+    context.audit(&origin, record).await?;
     let chain = format!(
         "{}{}",
         issued.certificate_pem,

@@ -176,10 +176,23 @@ impl Hooks {
         }
     }
 
+    /// A new subscription: decided, and when it reads one device's topics for someone who is not
+    /// its owner, recorded (a subscription that cannot be recorded is refused).
     async fn subscribe_allowed(&self, client_id: &str, filter: &str) -> bool {
-        match self.client(client_id) {
-            Some(client) => self.may_subscribe(&client, filter).await,
-            None => false,
+        let Some(client) = self.client(client_id) else {
+            return false;
+        };
+        if !self.may_subscribe(&client, filter).await {
+            return false;
+        }
+        match (TopicFilter::parse(filter).map(|f| f.reach()), &client) {
+            (Ok(FilterReach::Device(device_id)), MqttClient::Subject(_)) => {
+                match self.authority.relation(&device_id).await {
+                    Some(relation) => self.authority.subscribed(&client, &relation, filter).await,
+                    None => false,
+                }
+            }
+            _ => true,
         }
     }
 

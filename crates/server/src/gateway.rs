@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::http::HeaderMap;
-use gateway::{Credential, Facts, FactsError, Format, Gateway, RuleSet};
+use gateway::{Credential, Facts, FactsError, Format, Gateway, RequestOrigin, RuleSet};
 use http_api::{ApiContext, ApiError};
 use model::{DeviceId, Role, Timestamp, UserId};
-use policy::{ActionSet, DeviceRelation, Subject};
+use policy::{ActionSet, Denial, DeviceRelation, Subject};
 use tokens::jwt::AccessClaims;
 use tokens::keys::KeyRing;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +99,25 @@ impl Facts for WardenFacts {
             .await
             .map_err(|error| FactsError(error.to_string()))?;
         Ok(found.map(|(_, relation)| relation))
+    }
+
+    async fn device_denied(
+        &self,
+        subject: &Subject,
+        device_id: &DeviceId,
+        action: policy::Action,
+        denial: &Denial,
+        origin: &RequestOrigin,
+    ) -> Result<(), FactsError> {
+        let now = self.context.identity.clock.now();
+        let mut record = http_api::journal::device_denied(now, subject, device_id, action, denial);
+        record.source.clone_from(&origin.address);
+        record.request_id.clone_from(&origin.request_id);
+        self.context
+            .audit
+            .append(record)
+            .await
+            .map_err(|error| FactsError(error.to_string()))
     }
 }
 

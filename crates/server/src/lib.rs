@@ -4,6 +4,7 @@
 //! that serve them. [`start`] brings every part up and returns a [`RunningWarden`] that knows its
 //! bound addresses and shuts down on request; [`run_until_signal`] is what `warden serve` calls.
 
+pub mod audit;
 pub mod ca;
 pub mod config;
 mod events;
@@ -160,6 +161,9 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let (event_recorder, event_commits) =
         events::recorder(&store, &settings.events, &mut registry, &shutdown);
     tasks.spawn(event_commits);
+    let (audit_journal, audit_commits) = audit::journal(&store, &shutdown);
+    tasks.spawn(audit_commits);
+    let audit_key = audit::checkpoint_key(&store, &pki_key, clock.now()).await?;
 
     let devices = Arc::new(DeviceContext {
         events: event_recorder,
@@ -215,6 +219,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         oauth: oauth.clone(),
         pki: pki.clone(),
         devices,
+        audit: audit_journal,
     };
     // Every request to the HTTPS listener passes the gateway; Warden's own router is its
     // upstream for `warden://` rules.
@@ -291,6 +296,13 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     }
     tasks.spawn(purge_periodically(
         store.clone(),
+        identity_clock.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(audit::upkeep(
+        store.clone(),
+        audit_key,
+        settings.audit.clone(),
         identity_clock.clone(),
         shutdown.clone(),
     ));

@@ -70,6 +70,37 @@ impl Authority for BrokerAuthority {
         self.context.identity.clock.now()
     }
 
+    async fn subscribed(
+        &self,
+        client: &MqttClient,
+        relation: &DeviceRelation,
+        filter: &str,
+    ) -> bool {
+        let MqttClient::Subject(subject) = client else {
+            return true;
+        };
+        // The owner's own reads are not what the access log is for.
+        if subject.user_id().is_some() && subject.user_id() == relation.owner {
+            return true;
+        }
+        let device = relation.device_id.as_str();
+        let record = audit::Record::new(
+            self.now(),
+            http_api::journal::actor_of(subject),
+            audit::Action::DeviceRead,
+            audit::Target::new("device", device),
+        )
+        .device(device)
+        .detail(json!({ "via": "mqtt", "filter": filter }));
+        match self.context.audit.append(record).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "an MQTT subscription could not be recorded; refused");
+                false
+            }
+        }
+    }
+
     async fn accepted(
         &self,
         client: &MqttClient,

@@ -6,7 +6,7 @@ use model::{DeviceId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, Store, StoreError, values_list};
 
 /// Columns one event binds in an insert.
 const INSERT_COLUMNS: usize = 8;
@@ -51,20 +51,7 @@ impl<'a> Events<'a> {
             "INSERT INTO device_events (device_id, message_id, topic, received_at, device_time, \
              content_type, body_json, body_bytes) VALUES ",
         );
-        for row in 0..batch.len() {
-            if row > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for column in 0..INSERT_COLUMNS {
-                if column > 0 {
-                    sql.push(',');
-                }
-                sql.push('$');
-                sql.push_str(&(row * INSERT_COLUMNS + column + 1).to_string());
-            }
-            sql.push(')');
-        }
+        sql.push_str(&values_list(batch.len(), INSERT_COLUMNS));
         sql.push_str(" ON CONFLICT (device_id, message_id) DO NOTHING");
         // Batches vary in size, so their statements are not worth caching per connection.
         let mut query = sqlx::query(&sql).persistent(false);

@@ -10,6 +10,7 @@
 //! Values cross the boundary as plain integers, text and bytes (sqlx's `Any` driver), so that one
 //! query serves both backends; timestamps are Unix milliseconds.
 
+mod audit;
 mod certificates;
 mod clients;
 mod devices;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{AuditJournal, StoredAuditKey};
 pub use certificates::{CertificateRecord, Certificates, StoredCa};
 pub use clients::OAuthClients;
 pub use devices::{
@@ -170,6 +172,10 @@ impl Store {
         Events::new(&self.pool, self.backend)
     }
 
+    pub fn audit(&self) -> AuditJournal<'_> {
+        AuditJournal::new(&self.pool)
+    }
+
     /// Checks the database's own consistency.
     ///
     /// SQLite runs its full `integrity_check` and `foreign_key_check`. PostgreSQL checks its pages
@@ -214,4 +220,25 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `rows` parenthesised lists of `columns` numbered parameters, `($1,$2),($3,$4)`, for a
+/// multi-row `VALUES`.
+pub(crate) fn values_list(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }

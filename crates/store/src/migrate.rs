@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_pki"),
     migration!(10, "0010_devices"),
     migration!(11, "0011_events"),
+    migration!(12, "0012_audit"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -65,10 +66,14 @@ pub(crate) const TABLES: &[&str] = &[
     "device_state",
     "device_commands",
     "device_events",
+    "audit_entries",
+    "audit_head",
+    "audit_checkpoints",
+    "audit_keys",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 11;
+pub const LATEST_SCHEMA_VERSION: i64 = 12;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

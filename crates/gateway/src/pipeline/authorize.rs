@@ -8,8 +8,8 @@ use model::DeviceId;
 use policy::Denial;
 
 use super::{Decision, Gateway, Refusal};
-use crate::Session;
 use crate::rules::{Authorizer, Rule};
+use crate::{RequestOrigin, Session};
 
 impl Gateway {
     pub(super) async fn authorize(
@@ -17,6 +17,7 @@ impl Gateway {
         rule: &Rule,
         captures: &[String],
         session: &Session,
+        origin: &RequestOrigin,
     ) -> Result<(), Refusal> {
         let (action, template) = match &rule.authorizer {
             Authorizer::Allow => return Ok(()),
@@ -53,7 +54,16 @@ impl Gateway {
             .await
             .map_err(|error| Refusal::unavailable(&error))?
             .ok_or_else(Refusal::not_found)?;
-        match policy::decide(&subject, action, &relation, now) {
+        let decision = policy::decide(&subject, action, &relation, now);
+        if let Err(denial) = &decision
+            && *denial != Denial::NotVisible
+        {
+            facts
+                .device_denied(&subject, &device_id, action, denial, origin)
+                .await
+                .map_err(|error| Refusal::unavailable(&error))?;
+        }
+        match decision {
             Ok(_) => Ok(()),
             Err(Denial::NotVisible) => Err(Refusal::not_found()),
             Err(Denial::MissingScope { scope }) => Err(Refusal::insufficient_scope(scope)),

@@ -32,7 +32,7 @@ use crate::pattern::RequestUrl;
 use crate::proxy::{self, UpstreamError};
 use crate::rules::{Mutator, Rule, RuleSet, Target};
 use crate::throttle::{Headroom, Limit, LimiterClock, Throttled};
-use crate::{Facts, Session};
+use crate::{Facts, RequestOrigin, Session};
 
 /// How the gateway runs, from configuration.
 #[derive(Clone, Debug)]
@@ -484,12 +484,19 @@ impl Gateway {
         mut request: Request,
     ) -> Result<Response, Refusal> {
         let session = self.authenticate(rule, request.headers()).await?;
-        self.authorize(rule, captures, &session).await?;
         let address = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip().to_string())
             .unwrap_or_default();
+        let origin = RequestOrigin {
+            address: Some(address.clone()).filter(|address| !address.is_empty()),
+            request_id: request
+                .extensions()
+                .get::<http_api::RequestId>()
+                .map(|id| id.0.clone()),
+        };
+        self.authorize(rule, captures, &session, &origin).await?;
         let headroom = self.throttle(rule, loaded, &session, &address)?;
         self.mutate(rule, loaded, &session, captures, &mut request)
             .await?;

@@ -72,6 +72,14 @@ pub(crate) async fn create_client(
         .map_err(|error| ApiError::BadRequest(error.to_string()))?;
     context.store.oauth_clients().insert(&client).await?;
     tracing::info!(admin = %admin.user.id, client_id = %client.client_id, "client registered");
+    admin
+        .audit(
+            &context,
+            audit::Action::ClientCreate,
+            audit::Target::new("client", &client.client_id),
+            json!({ "kind": client.kind.as_str(), "scope": client.allowed_scopes.to_string() }),
+        )
+        .await?;
     let mut body = json!({"client_id": client.client_id, "kind": client.kind.as_str()});
     if let Some(secret) = secret {
         body["client_secret"] = secret.as_str().into();

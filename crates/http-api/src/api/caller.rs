@@ -8,6 +8,7 @@ use oauth::scope::Scopes;
 use policy::{ActionSet, Subject};
 use store::UserRecord;
 
+use crate::journal::{Origin, account_holder};
 use crate::oauth::active_claims;
 use crate::{ApiContext, ApiError};
 
@@ -17,6 +18,24 @@ use crate::{ApiContext, ApiError};
 #[derive(Debug)]
 pub(crate) struct Admin {
     pub user: UserRecord,
+    /// Where the request came from, for the audit record every admin action leaves.
+    pub origin: Origin,
+}
+
+impl Admin {
+    /// Records `action` by this admin on `target`, with `detail`, and waits for the commit.
+    pub(crate) async fn audit(
+        &self,
+        context: &ApiContext,
+        action: audit::Action,
+        target: audit::Target,
+        detail: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let record = context
+            .audit_record(account_holder(&self.user), action, target)
+            .detail(detail);
+        context.audit(&self.origin, record).await
+    }
 }
 
 impl FromRequestParts<ApiContext> for Admin {
@@ -36,7 +55,10 @@ impl FromRequestParts<ApiContext> for Admin {
         if !scopes.contains("admin") || user.role != Role::Admin {
             return Err(ApiError::Forbidden);
         }
-        Ok(Self { user })
+        Ok(Self {
+            user,
+            origin: Origin::of(parts),
+        })
     }
 }
 

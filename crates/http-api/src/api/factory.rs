@@ -88,6 +88,18 @@ pub(crate) async fn create(
         .create(&records, &certificates)
         .await?;
     tracing::info!(admin = %admin.user.id, %model, count, "devices created");
+    let ids: Vec<&str> = devices
+        .iter()
+        .map(|device| device.record.device_id.as_str())
+        .collect();
+    admin
+        .audit(
+            &context,
+            audit::Action::DeviceCreate,
+            audit::Target::new("model", model.as_str()),
+            json!({ "count": count, "devices": ids }),
+        )
+        .await?;
     let items: Vec<Value> = devices
         .iter()
         .map(|device| factory_json(device, &context.pki.authority))
@@ -181,6 +193,14 @@ pub(crate) async fn new_claim_code(
         ));
     }
     tracing::info!(admin = %admin.user.id, %device_id, "claim code issued");
+    admin
+        .audit(
+            &context,
+            audit::Action::DeviceClaimCode,
+            audit::Target::new("device", device_id.as_str()),
+            json!({}),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -216,6 +236,14 @@ pub(crate) async fn issue_certificate(
         .map_err(|error| ApiError::Internal(Box::new(error)))?;
     context.store.certificates().insert(&issued).await?;
     tracing::info!(admin = %admin.user.id, %device_id, serial = %issued.serial, "device certificate issued");
+    admin
+        .audit(
+            &context,
+            audit::Action::CertificateIssue,
+            audit::Target::new("certificate", issued.serial.to_string()),
+            json!({ "device_id": device_id.as_str() }),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         format!(
@@ -242,6 +270,14 @@ pub(crate) async fn set_settings_schema(
         .set_settings_schema(&model, Some(&schema), now)
         .await?;
     tracing::info!(admin = %admin.user.id, %model, "settings schema set");
+    admin
+        .audit(
+            &context,
+            audit::Action::DeviceSchema,
+            audit::Target::new("model", model.as_str()),
+            json!({ "schema": "set" }),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,5 +294,13 @@ pub(crate) async fn remove_settings_schema(
         .set_settings_schema(&model, None, now)
         .await?;
     tracing::info!(admin = %admin.user.id, %model, "settings schema removed");
+    admin
+        .audit(
+            &context,
+            audit::Action::DeviceSchema,
+            audit::Target::new("model", model.as_str()),
+            json!({ "schema": "removed" }),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

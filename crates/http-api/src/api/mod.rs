@@ -2,6 +2,7 @@
 //! the Bearer token (signature, time, revocation) and what the caller may do, so no handler can
 //! forget to.
 
+mod access_log;
 mod admin;
 mod authz;
 mod breached;
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 pub use caller::subject_of;
-pub(crate) use devices::command_json;
+pub(crate) use devices::{Authorized, command_json};
 
 use crate::ApiContext;
 
@@ -38,6 +39,12 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route(
             "/api/v1/admin/models/{model}/settings-schema",
             put(factory::set_settings_schema).delete(factory::remove_settings_schema),
+        )
+        .route("/api/v1/admin/audit", get(access_log::admin_log))
+        .route("/api/v1/admin/audit/export", get(access_log::admin_export))
+        .route(
+            "/api/v1/devices/{device_id}/access-log",
+            get(access_log::device_log),
         )
         .route("/api/v1/authz/check", post(authz::check))
         .route("/api/v1/authz/devices", post(authz::devices))

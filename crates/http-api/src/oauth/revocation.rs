@@ -14,7 +14,9 @@ use tokens::jwt::{self, AccessClaims, Expectations};
 
 use super::key_ring;
 use super::token::{ClientAuth, Failure, authenticate};
+use crate::journal::Origin;
 use crate::{ApiContext, ApiError};
+use audit::{Action, Actor, Target};
 
 #[derive(Deserialize)]
 pub(crate) struct TokenParams {
@@ -158,6 +160,7 @@ pub(crate) async fn introspect(
 /// used to probe tokens.
 pub(crate) async fn revoke(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(params): Form<TokenParams>,
 ) -> Result<Response, ApiError> {
@@ -177,8 +180,18 @@ pub(crate) async fn revoke(
     if let Some(refresh) = grants.refresh_by_hash(&token_hash(token)).await?
         && refresh.client_id == client.client_id
     {
-        revoke_grant(&context, &refresh.grant_id, now).await?;
+        let revoked = revoke_grant(&context, &refresh.grant_id, now).await?;
         tracing::info!(client_id = %client.client_id, "refresh token revoked with its grant");
+        let record = context
+            .audit_record(
+                Actor::Client {
+                    id: client.client_id.clone(),
+                },
+                Action::TokenRevoke,
+                crate::journal::account(refresh.user_id),
+            )
+            .detail(json!({ "token_type": "refresh_token", "revoked_tokens": revoked }));
+        context.audit(&origin, record).await?;
     } else if let Ok(claims) = active_claims(&context, token).await?
         && claims.client_id == client.client_id
     {
@@ -190,6 +203,16 @@ pub(crate) async fn revoke(
             .await?;
         adopt_revocations(&context).await?;
         tracing::info!(client_id = %client.client_id, "access token revoked");
+        let record = context
+            .audit_record(
+                Actor::Client {
+                    id: client.client_id.clone(),
+                },
+                Action::TokenRevoke,
+                Target::new("access_token", &claims.jti),
+            )
+            .detail(json!({ "token_type": "access_token", "sub": claims.sub }));
+        context.audit(&origin, record).await?;
     }
     Ok(Json(json!({})).into_response())
 }

@@ -21,7 +21,9 @@ use store::{Redemption, RefreshRecord};
 use tokens::jwt::{self, AccessClaims, IdClaims};
 
 use super::{OAuthErrorResponse, key_ring};
+use crate::journal::Origin;
 use crate::{ApiContext, ApiError};
+use audit::{Action, Actor, Outcome, Target};
 
 /// How long a refresh token lives when unused.
 const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -49,11 +51,35 @@ pub(crate) struct TokenForm {
 
 pub(crate) async fn token(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, ApiError> {
-    match issue(&context, &headers, form).await {
-        Ok(body) => Ok(Json(body).into_response()),
+    match issue(&context, &origin, &headers, form).await {
+        Ok(issued) => {
+            let actor = match &issued.user {
+                Some(user) => Actor::User {
+                    id: user.clone(),
+                    email: None,
+                },
+                None => Actor::Client {
+                    id: issued.client_id.clone(),
+                },
+            };
+            let record = context
+                .audit_record(
+                    actor,
+                    Action::TokenIssue,
+                    Target::new("client", &issued.client_id),
+                )
+                .detail(json!({
+                    "grant_type": issued.grant_type,
+                    "scope": issued.body.get("scope"),
+                    "refresh_token": issued.body.get("refresh_token").is_some(),
+                }));
+            context.audit(&origin, record).await?;
+            Ok(Json(issued.body).into_response())
+        }
         Err(Failure::OAuth(error)) => Ok(OAuthErrorResponse(error).into_response()),
         Err(Failure::Api(error)) => Err(error),
     }
@@ -86,32 +112,72 @@ fn invalid_grant(description: &str) -> Failure {
     OAuthError::new(ErrorCode::InvalidGrant, description).into()
 }
 
+/// What a token request issued: the response body, to which client, for which person (none for
+/// client credentials) and by which grant.
+struct Issued {
+    body: Value,
+    client_id: String,
+    user: Option<String>,
+    grant_type: String,
+}
+
 async fn issue(
     context: &ApiContext,
+    origin: &Origin,
     headers: &HeaderMap,
     form: TokenForm,
-) -> Result<Value, Failure> {
+) -> Result<Issued, Failure> {
     let grant_type = form
         .grant_type
         .clone()
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "grant_type is required"))?;
     let client = authenticate(context, headers, &form.client_auth()).await?;
-    match grant_type.as_str() {
+    let (body, user) = match grant_type.as_str() {
         "client_credentials" => {
             let scopes = grant::client_credentials(&client, form.scope.as_deref())?;
             let (access_token, _) =
                 access_token(context, &client, &client.client_id, &scopes, None).await?;
-            Ok(access_token)
+            (access_token, None)
         }
-        "authorization_code" => authorization_code(context, &client, &form).await,
-        TOKEN_EXCHANGE => exchange(context, &client, &form).await,
-        "refresh_token" => refresh(context, &client, &form).await,
-        other => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            format!("grant_type {other:?} is not supported"),
+        "authorization_code" => authorization_code(context, origin, &client, &form).await?,
+        TOKEN_EXCHANGE => exchange(context, &client, &form).await?,
+        "refresh_token" => refresh(context, origin, &client, &form).await?,
+        other => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!("grant_type {other:?} is not supported"),
+            )
+            .into());
+        }
+    };
+    Ok(Issued {
+        body,
+        client_id: client.client_id,
+        user,
+        grant_type,
+    })
+}
+
+/// Records that a code or refresh token was presented again, and that its grant was revoked.
+async fn record_reuse(
+    context: &ApiContext,
+    origin: &Origin,
+    client_id: &str,
+    user_id: UserId,
+    what: &str,
+    revoked: u64,
+) -> Result<(), Failure> {
+    let record = context
+        .audit_record(
+            Actor::Client {
+                id: client_id.to_owned(),
+            },
+            Action::TokenReuse,
+            crate::journal::account(user_id),
         )
-        .into()),
-    }
+        .outcome(Outcome::Failure)
+        .detail(json!({ "presented": what, "revoked_tokens": revoked }));
+    Ok(context.audit(origin, record).await?)
 }
 
 impl TokenForm {
@@ -176,11 +242,15 @@ pub(super) async fn client_by_id(
     Ok(client)
 }
 
+/// The tokens' body and the person they act for.
+type Granted = (Value, Option<String>);
+
 async fn authorization_code(
     context: &ApiContext,
+    origin: &Origin,
     client: &Client,
     form: &TokenForm,
-) -> Result<Value, Failure> {
+) -> Result<Granted, Failure> {
     let code = form
         .code
         .as_deref()
@@ -197,6 +267,15 @@ async fn authorization_code(
             // A code used twice means it leaked: withdraw everything the first use issued.
             let revoked = super::revocation::revoke_grant(context, &record.grant_id, now).await?;
             tracing::warn!(client_id = %record.client_id, revoked, "authorization code reused; its grant is revoked");
+            record_reuse(
+                context,
+                origin,
+                &record.client_id,
+                record.user_id,
+                "authorization_code",
+                revoked,
+            )
+            .await?;
             return Err(invalid_grant(
                 "the authorization code was already used; its tokens are revoked",
             ));
@@ -255,14 +334,15 @@ async fn authorization_code(
         body["refresh_token"] = refresh.into();
     }
     tracing::info!(client_id = %client.client_id, user_id = %record.user_id, "authorization code exchanged");
-    Ok(body)
+    Ok((body, Some(record.user_id.to_string())))
 }
 
 async fn refresh(
     context: &ApiContext,
+    origin: &Origin,
     client: &Client,
     form: &TokenForm,
-) -> Result<Value, Failure> {
+) -> Result<Granted, Failure> {
     let presented = form
         .refresh_token
         .as_deref()
@@ -283,6 +363,15 @@ async fn refresh(
             }
             let revoked = super::revocation::revoke_grant(context, &record.grant_id, now).await?;
             tracing::warn!(client_id = %record.client_id, revoked, "refresh token reused; its grant is revoked");
+            record_reuse(
+                context,
+                origin,
+                &record.client_id,
+                record.user_id,
+                "refresh_token",
+                revoked,
+            )
+            .await?;
             return Err(invalid_grant(
                 "the refresh token was already used; the grant is revoked",
             ));
@@ -332,7 +421,7 @@ async fn refresh(
     )
     .await?;
     body["refresh_token"] = refresh.into();
-    Ok(body)
+    Ok((body, Some(record.user_id.to_string())))
 }
 
 /// Token exchange (RFC 8693): a service turns the access token it received into one for another
@@ -342,7 +431,7 @@ async fn exchange(
     context: &ApiContext,
     client: &Client,
     form: &TokenForm,
-) -> Result<Value, Failure> {
+) -> Result<Granted, Failure> {
     if client.kind != ClientKind::Confidential {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -428,13 +517,14 @@ async fn exchange(
     };
     let token = jwt::issue(&ring, now, &claims).map_err(signing_failed)?;
     tracing::info!(client_id = %client.client_id, audience = %claims.aud, "token exchanged");
-    Ok(json!({
+    let body = json!({
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "Bearer",
         "expires_in": claims.exp - issued_at,
         "scope": claims.scope,
-    }))
+    });
+    Ok((body, Some(claims.sub)))
 }
 
 async fn authenticate_with_assertion(

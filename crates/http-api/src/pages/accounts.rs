@@ -20,8 +20,10 @@ use super::{
     SESSION_COOKIE, cookie, csrf_ok, csrf_token, forbidden_form, page, redirect, set_cookie,
     with_cookies,
 };
+use crate::journal::{Origin, account, account_holder};
 use crate::throttle::Attempt;
 use crate::{ApiContext, ApiError};
+use audit::{Action, Actor, Outcome};
 
 /// How long the second-factor step may take after the password was accepted.
 pub(super) const SECOND_FACTOR_WINDOW: Duration = Duration::from_secs(300);
@@ -91,6 +93,7 @@ fn signup_form(status: StatusCode, csrf: &str, email: &str, error: Option<&str>)
 
 pub(crate) async fn signup(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<SignupForm>,
 ) -> Result<Response, ApiError> {
@@ -128,6 +131,12 @@ pub(crate) async fn signup(
         Err(error) => return Err(error.into()),
     }
     tracing::info!(user_id = %user.id, "account created");
+    let holder = Actor::User {
+        id: user.id.to_string(),
+        email: Some(user.email.to_string()),
+    };
+    let record = context.audit_record(holder, Action::AccountSignup, account(user.id));
+    context.audit(&origin, record).await?;
     let session = start_session(&context, user.id).await?;
     Ok(with_cookies(redirect("/account"), [session]))
 }
@@ -171,6 +180,7 @@ fn login_form(
 pub(crate) async fn login(
     State(context): State<ApiContext>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
@@ -193,7 +203,11 @@ pub(crate) async fn login(
     ];
     let attempt = match Attempt::begin(&context.store, keys, now).await? {
         Ok(attempt) => attempt,
-        Err(wait) => return Ok(too_many_attempts(&form, &next, wait)),
+        Err(wait) => {
+            let record = failed_login(&context, None, Some(&form.email), "throttled");
+            context.audit(&origin, record).await?;
+            return Ok(too_many_attempts(&form, &next, wait));
+        }
     };
 
     let user = match Email::parse(&form.email) {
@@ -223,12 +237,25 @@ pub(crate) async fn login(
                 return Ok(with_cookies(redirect(&target), [pending]));
             }
             tracing::info!(user_id = %user.id, "login succeeded");
+            let record = context.audit_record(
+                account_holder(&user),
+                Action::AccountLogin,
+                account(user.id),
+            );
+            context.audit(&origin, record).await?;
             let session = start_session(&context, user.id).await?;
             Ok(with_cookies(redirect(&next), [session]))
         }
-        _ => {
+        (user, _) => {
             attempt.failed(&context.store).await?;
             tracing::info!(peer = %peer.ip(), "login failed");
+            let record = failed_login(
+                &context,
+                user.as_ref(),
+                Some(&form.email),
+                "wrong_credentials",
+            );
+            context.audit(&origin, record).await?;
             Ok(login_form(
                 StatusCode::UNAUTHORIZED,
                 &form.csrf,
@@ -239,6 +266,35 @@ pub(crate) async fn login(
         }
     }
 }
+
+/// A refused login: the account when it exists, else the address as typed (cut short).
+pub(crate) fn failed_login(
+    context: &ApiContext,
+    user: Option<&UserRecord>,
+    typed: Option<&str>,
+    reason: &str,
+) -> audit::Record {
+    let target = match user {
+        Some(user) => account(user.id),
+        None => audit::Target::new("account", ""),
+    };
+    let mut detail = serde_json::json!({ "reason": reason });
+    if let Some(typed) = typed {
+        detail["email"] = typed
+            .trim()
+            .chars()
+            .take(MAX_TYPED_EMAIL)
+            .collect::<String>()
+            .into();
+    }
+    context
+        .audit_record(Actor::Anonymous, Action::AccountLogin, target)
+        .outcome(Outcome::Failure)
+        .detail(detail)
+}
+
+/// The most characters of a typed e-mail address an audit record keeps (RFC 5321's limit).
+const MAX_TYPED_EMAIL: usize = 254;
 
 fn too_many_attempts(form: &LoginForm, next: &str, wait: Duration) -> Response {
     let seconds = wait.as_secs().max(1);
@@ -274,11 +330,20 @@ async fn upgrade_hash(
 
 pub(crate) async fn logout(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ApiError> {
     if !csrf_ok(&headers, &form.csrf) {
         return Ok(forbidden_form());
+    }
+    if let Some(user) = current_user(&context, &headers).await? {
+        let record = context.audit_record(
+            account_holder(&user),
+            Action::AccountLogout,
+            account(user.id),
+        );
+        context.audit(&origin, record).await?;
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE).and_then(SessionToken::parse) {
         context
@@ -358,6 +423,7 @@ fn password_form(status: StatusCode, csrf: &str, error: Option<&str>) -> Respons
 /// Changes the password after checking the current one; every other session of the account ends.
 pub(crate) async fn change_password(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, ApiError> {
@@ -370,6 +436,15 @@ pub(crate) async fn change_password(
     let current = Password::new(form.current.clone());
     let verification = verify_blocking(&context, current, Some(user.password_hash.clone())).await?;
     if verification == Verification::Mismatch {
+        let record = context
+            .audit_record(
+                account_holder(&user),
+                Action::AccountPasswordChange,
+                account(user.id),
+            )
+            .outcome(Outcome::Failure)
+            .detail(serde_json::json!({ "reason": "wrong_current_password" }));
+        context.audit(&origin, record).await?;
         return Ok(password_form(
             StatusCode::UNAUTHORIZED,
             &form.csrf,
@@ -403,6 +478,14 @@ pub(crate) async fn change_password(
         .delete_others(user.id, &keep)
         .await?;
     tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
+    let record = context
+        .audit_record(
+            account_holder(&user),
+            Action::AccountPasswordChange,
+            account(user.id),
+        )
+        .detail(serde_json::json!({ "other_sessions_ended": ended }));
+    context.audit(&origin, record).await?;
     Ok(redirect("/account"))
 }
 

@@ -13,13 +13,15 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::accounts::{NextQuery, error_message, safe_next, verify_blocking};
+use super::accounts::{NextQuery, error_message, failed_login, safe_next, verify_blocking};
 use super::{
     SESSION_COOKIE, cookie, csrf_ok, csrf_token, current_user, forbidden_form, page, redirect,
     with_cookies,
 };
+use crate::journal::{Origin, account, account_holder};
 use crate::throttle::Attempt;
 use crate::{ApiContext, ApiError};
+use audit::Action;
 
 #[derive(Deserialize)]
 pub(crate) struct CodeForm {
@@ -109,6 +111,7 @@ fn code_form(action: &str, csrf: &str, next: &str, error: Option<&str>) -> maud:
 /// Confirms the pending secret with a first code, turns TOTP on and shows the recovery codes once.
 pub(crate) async fn enable(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, ApiError> {
@@ -143,6 +146,12 @@ pub(crate) async fn enable(
         .enable(user.id, &secret.to_base32(), step, &hashes)
         .await?;
     tracing::info!(user_id = %user.id, "two-step login turned on");
+    let record = context.audit_record(
+        account_holder(&user),
+        Action::AccountSecondFactorEnable,
+        account(user.id),
+    );
+    context.audit(&origin, record).await?;
     let body = html! {
         h1 { "Two-step login is on" }
         p { "Keep these recovery codes somewhere safe. Each works once if you lose your phone; they are not shown again." }
@@ -154,6 +163,7 @@ pub(crate) async fn enable(
 
 pub(crate) async fn disable(
     State(context): State<ApiContext>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<DisableForm>,
 ) -> Result<Response, ApiError> {
@@ -179,6 +189,12 @@ pub(crate) async fn disable(
     }
     context.store.second_factor().disable(user.id).await?;
     tracing::info!(user_id = %user.id, "two-step login turned off");
+    let record = context.audit_record(
+        account_holder(&user),
+        Action::AccountSecondFactorDisable,
+        account(user.id),
+    );
+    context.audit(&origin, record).await?;
     Ok(redirect("/account"))
 }
 
@@ -208,6 +224,7 @@ pub(crate) async fn login_page(
 pub(crate) async fn login(
     State(context): State<ApiContext>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    origin: Origin,
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, ApiError> {
@@ -226,6 +243,8 @@ pub(crate) async fn login(
     let attempt = match Attempt::begin(&context.store, [key], now).await? {
         Ok(attempt) => attempt,
         Err(wait) => {
+            let record = failed_login(&context, Some(&user), None, "throttled");
+            context.audit(&origin, record).await?;
             let message = format!(
                 "Too many failed attempts. Try again in {} seconds.",
                 wait.as_secs().max(1)
@@ -254,6 +273,8 @@ pub(crate) async fn login(
     if !accepted {
         attempt.failed(&context.store).await?;
         tracing::info!(peer = %peer.ip(), "second factor refused");
+        let record = failed_login(&context, Some(&user), None, "wrong_second_factor");
+        context.audit(&origin, record).await?;
         let body = html! {
             h1 { "Enter your code" }
             (code_form("/login/totp", &form.csrf, &next, Some("That code is not right.")))
@@ -267,6 +288,15 @@ pub(crate) async fn login(
         .complete_second_factor(&token_hash, now.plus(context.identity.session_lifetime))
         .await?;
     tracing::info!(user_id = %user.id, recovery_code = !by_totp, "login succeeded with second factor");
+    let second_factor = if by_totp { "totp" } else { "recovery_code" };
+    let record = context
+        .audit_record(
+            account_holder(&user),
+            Action::AccountLogin,
+            account(user.id),
+        )
+        .detail(serde_json::json!({ "second_factor": second_factor }));
+    context.audit(&origin, record).await?;
     Ok(redirect(&next))
 }
 

@@ -36,6 +36,7 @@ pub struct Config {
     pub pki: PkiConfig,
     pub mqtt: MqttConfig,
     pub events: EventsConfig,
+    pub audit: AuditConfig,
     pub gateway: GatewayConfig,
     pub log: LogConfig,
 }
@@ -118,6 +119,28 @@ impl Default for EventsConfig {
             queue: 10_000,
             max_batch: 1_000,
             postgres_writers: 4,
+        }
+    }
+}
+
+/// The audit journal: a tamper-evident record of who did what (docs/audit.md).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long audit entries are kept, in days. Retention removes whole segments (the entries
+    /// between two checkpoints) whose checkpoint is older, and keeps their checkpoints, so what
+    /// remains still verifies. 0: forever.
+    pub retention_days: u64,
+    /// How often the journal's head is signed into a checkpoint, in seconds (when entries were
+    /// added). Entries after the last checkpoint are protected by the hash chain alone.
+    pub checkpoint_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 400,
+            checkpoint_seconds: 60,
         }
     }
 }
@@ -293,6 +316,7 @@ impl Default for Config {
             pki: PkiConfig::default(),
             mqtt: MqttConfig::default(),
             events: EventsConfig::default(),
+            audit: AuditConfig::default(),
             gateway: GatewayConfig::default(),
             log: LogConfig::default(),
         }
@@ -371,6 +395,7 @@ pub struct Settings {
     pub cache: Duration,
     pub pki: PkiSettings,
     pub events: EventsSettings,
+    pub audit: AuditSettings,
     pub gateway: GatewaySettings,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -383,6 +408,13 @@ pub struct GatewaySettings {
     pub upstream_timeout: Duration,
     pub cors_origins: Vec<axum::http::HeaderValue>,
     pub part_urls: std::collections::HashMap<String, url::Url>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// `None`: kept forever.
+    pub retention: Option<Duration>,
+    pub checkpoint_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -615,6 +647,14 @@ impl Config {
 
         let pki = self.pki_settings()?;
         let events = self.events_settings()?;
+        let audit = AuditSettings {
+            retention: (self.audit.retention_days > 0)
+                .then(|| Duration::from_secs(self.audit.retention_days * 24 * 3600)),
+            checkpoint_interval: Duration::from_secs(positive(
+                "audit.checkpoint_seconds",
+                self.audit.checkpoint_seconds,
+            )?),
+        };
         let gateway = self.gateway_settings()?;
 
         Ok(Settings {
@@ -647,6 +687,7 @@ impl Config {
             cache: Duration::from_secs(self.oauth.cache_seconds),
             pki,
             events,
+            audit,
             gateway,
             log_format: self.log.format,
             log_level: self.log.level.clone(),

@@ -392,7 +392,7 @@ async fn a_password_change_needs_the_current_password_and_logs_out_other_devices
 }
 
 /// The code an authenticator app (the `totp-rs` crate here) shows for `secret` at Warden's time.
-fn authenticator_code(app: &TestApp, secret: &str) -> String {
+pub(crate) fn authenticator_code(app: &TestApp, secret: &str) -> String {
     let bytes = totp_rs::Secret::Encoded(secret.to_owned())
         .to_bytes()
         .unwrap();

@@ -450,6 +450,25 @@ async fn revocations_close_the_sessions_they_end() {
     );
     let (_device, mut device_events) = connect_device(&fleet, washer).await;
 
+    // The technician's subscription is a read the owner's access log shows; the owner's is not.
+    let (status, log) = fleet
+        .get(
+            &format!("/api/v1/devices/{}/access-log?order=oldest", id(washer)),
+            &owner,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let reads: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "device.read")
+        .collect();
+    assert_eq!(reads.len(), 1, "{log}");
+    assert_eq!(reads[0]["actor"]["email"], "tech@example.com");
+    assert_eq!(reads[0]["detail"]["via"], "mqtt");
+    assert_eq!(reads[0]["detail"]["filter"], reported.as_str());
+
     // The owner revokes the grant: the technician's session ends, the others stay.
     let (status, _) = fleet
         .call(

@@ -474,20 +474,186 @@ async fn the_ca_inventory_and_revocation_counters_work(backend: &str) {
 }
 
 async fn sqlx_execute(url: &DatabaseUrl, sql: &str) {
+    sqlx_try(url, sql).await.unwrap();
+}
+
+/// Runs `sql` on the database directly, as someone with access to it (not through the store).
+pub(crate) async fn sqlx_try(url: &DatabaseUrl, sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::{Connection, Executor};
     match url {
         DatabaseUrl::Sqlite(path) => {
             let mut connection =
-                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                    .await
-                    .unwrap();
-            connection.execute(sql).await.unwrap();
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+            connection.execute(sql).await?;
         }
         DatabaseUrl::Postgres(url) => {
-            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-            connection.execute(sql).await.unwrap();
+            let mut connection = sqlx::PgConnection::connect(url).await?;
+            connection.execute(sql).await?;
         }
     }
+    Ok(())
+}
+
+/// A technician's read of `device` at `at` ms.
+fn read_by(technician: &str, device: &str, at: i64) -> audit::Record {
+    audit::Record::new(
+        Timestamp::from_unix_millis(at),
+        audit::Actor::User {
+            id: technician.to_owned(),
+            email: None,
+        },
+        audit::Action::DeviceRead,
+        audit::Target::new("device", device),
+    )
+    .device(device)
+}
+
+async fn the_audit_journal_chains_appends_signs_checkpoints_and_removes_whole_segments(
+    backend: &str,
+) {
+    let at = Timestamp::from_unix_millis;
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let kek = pki::KeyEncryptionKey::from_bytes(&[7; 32]).unwrap();
+    let key = server::audit::checkpoint_key(&store, &kek, at(0))
+        .await
+        .unwrap();
+    let again = server::audit::checkpoint_key(&store, &kek, at(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.id(),
+        key.id(),
+        "the stored key is used, not a new one"
+    );
+
+    // Appends from many connections at once chain one after the other.
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for batch in 0..5 {
+                    let records = [
+                        read_by(&format!("tech{writer}"), "dev-a", 100 + batch),
+                        read_by(&format!("tech{writer}"), "dev-b", 100 + batch),
+                    ];
+                    store.audit().append(&records).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let journal = store.audit();
+    assert_eq!(journal.head().await.unwrap().seq, 80);
+    let summary = server::audit::verify(&store, &kek).await.unwrap().unwrap();
+    assert_eq!(
+        (summary.first_seq, summary.last_seq, summary.entries),
+        (1, 80, 80)
+    );
+
+    // Filters, order and cursor.
+    let query = |change: &dyn Fn(&mut audit::Query)| {
+        let mut query = audit::Query {
+            limit: 1000,
+            ..audit::Query::default()
+        };
+        change(&mut query);
+        query
+    };
+    let of_a = journal
+        .query(&query(&|q| q.device = Some("dev-a".into())))
+        .await
+        .unwrap();
+    assert_eq!(of_a.len(), 40);
+    assert!(of_a.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+    let by_tech3 = journal
+        .query(&query(&|q| q.actor = Some(("user".into(), "tech3".into()))))
+        .await
+        .unwrap();
+    assert_eq!(by_tech3.len(), 10);
+    let newest = journal
+        .query(&query(&|q| {
+            q.newest_first = true;
+            q.limit = 3;
+            q.after = Some(78);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [77, 76, 75]
+    );
+    let early = journal
+        .query(&query(&|q| {
+            q.from = Some(at(101));
+            q.to = Some(at(102));
+            q.action = Some("device.read".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(early.len(), 16);
+    assert!(
+        journal
+            .query(&query(&|q| q.action = Some("grant.create".into())))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Checkpoints: one per new head, none without new entries.
+    let first = journal.checkpoint(&key, at(1_000)).await.unwrap().unwrap();
+    assert_eq!((first.number, first.first_seq, first.last_seq), (1, 1, 80));
+    assert!(journal.checkpoint(&key, at(1_001)).await.unwrap().is_none());
+    journal
+        .append(&[read_by("tech9", "dev-a", 1_500)])
+        .await
+        .unwrap();
+    let second = journal.checkpoint(&key, at(2_000)).await.unwrap().unwrap();
+    assert_eq!((second.first_seq, second.last_seq), (81, 81));
+    journal
+        .append(&[read_by("tech9", "dev-a", 2_500)])
+        .await
+        .unwrap();
+
+    // Entries are never updated, and removed only with their segment by retention.
+    for refused in [
+        "UPDATE audit_entries SET outcome = 'denied' WHERE seq = 5",
+        "DELETE FROM audit_entries WHERE seq = 5",
+    ] {
+        let error = sqlx_try(&url, refused).await.unwrap_err().to_string();
+        assert!(error.contains("audit entries"), "{refused}: {error}");
+    }
+
+    // Retention removes the first segment in bounded batches and keeps its checkpoint; the rest
+    // verifies from it. The open segment after the last checkpoint stays.
+    let removed = journal
+        .remove_segments_before(at(1_500), at(3_000), 7)
+        .await
+        .unwrap();
+    assert_eq!(removed, 80);
+    let summary = server::audit::verify(&store, &kek).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            summary.pruned_segments,
+            summary.first_seq,
+            summary.entries,
+            summary.unsigned_entries
+        ),
+        (1, 81, 2, 1)
+    );
+    let removed = journal
+        .remove_segments_before(at(10_000), at(10_000), 7)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(journal.entries_after(0, 10).await.unwrap().len(), 1);
+    assert!(server::audit::verify(&store, &kek).await.unwrap().is_ok());
+
+    // The key does not open with another key-encryption key.
+    let other = pki::KeyEncryptionKey::from_bytes(&[8; 32]).unwrap();
+    assert!(server::audit::verify(&store, &other).await.is_err());
 }
 
 /// An event from `device` on its `tail` topic, received at `at` ms, with payload `payload`.
@@ -689,4 +855,5 @@ conformance!(
     purge_removes_only_what_has_expired,
     the_ca_inventory_and_revocation_counters_work,
     events_are_stored_once_paged_filtered_and_expired,
+    the_audit_journal_chains_appends_signs_checkpoints_and_removes_whole_segments,
 );

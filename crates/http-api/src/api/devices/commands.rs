@@ -74,6 +74,10 @@ pub(crate) async fn send(
         .insert_command(&access.permit, &command)
         .await?;
     tracing::info!(subject = %access.subject(), device_id = %command.device_id, command = %command.name, command_id = %command.command_id, "command sent");
+    let record = access
+        .audit_record(&context, audit::Action::DeviceCommand)
+        .detail(json!({ "command": command.name.as_str(), "command_id": command.command_id }));
+    access.audit(&context, record).await?;
     if let Some(messages) = context.devices.messages() {
         messages.command(&command).await;
     }

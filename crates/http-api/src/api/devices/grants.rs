@@ -71,6 +71,15 @@ pub(crate) async fn create(
         .insert_grant(&access.permit, &grant)
         .await?;
     tracing::info!(device_id = %grant.device_id, grantee = %grant.grantee, scopes = %actions, "grant made");
+    let record = access
+        .audit_record(&context, audit::Action::GrantCreate)
+        .detail(json!({
+            "grant_id": grant.grant_id,
+            "grantee": { "user_id": grant.grantee.to_string(), "email": email.as_str() },
+            "scopes": grant.actions.iter().map(policy::Action::as_str).collect::<Vec<_>>(),
+            "expires_at": grant.expires_at.to_rfc3339(),
+        }));
+    access.audit(&context, record).await?;
     Ok((
         StatusCode::CREATED,
         Json(grant_json(&grant, Some(&email), now)),
@@ -107,6 +116,10 @@ pub(crate) async fn revoke(
         .await?
     {
         tracing::info!(device_id = %access.device.device_id, %grant_id, "grant revoked");
+        let record = access
+            .audit_record(&context, audit::Action::GrantRevoke)
+            .detail(json!({ "grant_id": grant_id }));
+        access.audit(&context, record).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

@@ -16,6 +16,7 @@ use store::ClaimOutcome;
 
 use super::{Authorized, device_json};
 use crate::api::caller::Caller;
+use crate::journal::{Origin, actor_of};
 use crate::throttle::Attempt;
 use crate::{ApiContext, ApiError};
 
@@ -63,6 +64,7 @@ pub(crate) async fn claim(
     Caller(subject): Caller,
     State(context): State<ApiContext>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    origin: Origin,
     Json(request): Json<ClaimRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let user_id = match &subject {
@@ -108,6 +110,8 @@ pub(crate) async fn claim(
         ClaimOutcome::Claimed => {
             attempt.succeeded(&context.store).await?;
             tracing::info!(%user_id, %device_id, "device claimed");
+            let record = claim_record(&context, &subject, &device_id);
+            context.audit(&origin, record).await?;
             let (device, relation) = devices
                 .relation(&device_id, now)
                 .await?
@@ -121,11 +125,26 @@ pub(crate) async fn claim(
         ClaimOutcome::WrongCode => {
             attempt.failed(&context.store).await?;
             tracing::info!(%user_id, peer = %peer.ip(), "claim refused");
+            let record = claim_record(&context, &subject, &device_id)
+                .outcome(audit::Outcome::Failure)
+                .detail(json!({ "reason": "wrong_claim_code" }));
+            context.audit(&origin, record).await?;
             Err(ApiError::Denied(
                 "the device id or the claim code is wrong".into(),
             ))
         }
     }
+}
+
+/// A claim of `device_id` by `subject`.
+fn claim_record(context: &ApiContext, subject: &Subject, device_id: &DeviceId) -> audit::Record {
+    context
+        .audit_record(
+            actor_of(subject),
+            audit::Action::DeviceClaim,
+            audit::Target::new("device", device_id.as_str()),
+        )
+        .device(device_id.as_str())
 }
 
 /// A factory reset: the owner and every grant go, and the device waits for a new claim code
@@ -137,6 +156,8 @@ pub(crate) async fn release(
     let now = context.identity.clock.now();
     context.store.devices().release(&access.permit, now).await?;
     tracing::info!(subject = %access.subject(), device_id = %access.device.device_id, "device released");
+    let record = access.audit_record(&context, audit::Action::DeviceRelease);
+    access.audit(&context, record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -173,5 +194,11 @@ pub(crate) async fn transfer(
         .transfer(&access.permit, new_owner.id, now)
         .await?;
     tracing::info!(subject = %access.subject(), device_id = %access.device.device_id, new_owner = %new_owner.id, "device transferred");
+    let record = access
+        .audit_record(&context, audit::Action::DeviceTransfer)
+        .detail(json!({
+            "new_owner": { "user_id": new_owner.id.to_string(), "email": new_owner.email.as_str() },
+        }));
+    access.audit(&context, record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

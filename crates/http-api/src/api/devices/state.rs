@@ -61,6 +61,10 @@ pub(crate) async fn write_desired(
     {
         Ok(version) => {
             tracing::info!(subject = %access.subject(), device_id = %access.device.device_id, version, "desired settings written");
+            let record = access
+                .audit_record(&context, audit::Action::DeviceSettingsChange)
+                .detail(json!({ "version": version }));
+            access.audit(&context, record).await?;
             if let Some(messages) = context.devices.messages() {
                 messages
                     .desired(&access.device.device_id, version, &settings)
