@@ -326,6 +326,17 @@ impl Record {
         self
     }
 
+    /// Names the device the action concerns from what is already said: the target when it is a
+    /// device, else a `device_id` in the particulars (a certificate issued for a device, say).
+    pub fn device_from_target(mut self) -> Self {
+        self.device = if self.target.kind == "device" {
+            Some(self.target.id.clone())
+        } else {
+            self.detail_json()["device_id"].as_str().map(str::to_owned)
+        };
+        self
+    }
+
     pub fn outcome(mut self, outcome: Outcome) -> Self {
         self.outcome = outcome;
         self
@@ -564,6 +575,24 @@ mod tests {
         assert_eq!(head.seq, 2);
         assert_eq!(head.hash, entries[1].hash);
         assert!(entries.iter().all(Entry::is_intact));
+    }
+
+    #[test]
+    fn the_device_comes_from_the_target_or_the_particulars() {
+        let base = Record::new(
+            Timestamp::from_unix_millis(1),
+            Actor::Anonymous,
+            Action::CertificateIssue,
+            Target::new("certificate", "0a"),
+        );
+        assert_eq!(base.clone().device_from_target().device, None);
+        let named = base.clone().detail(json!({"device_id": "d7"}));
+        assert_eq!(named.device_from_target().device.as_deref(), Some("d7"));
+        let device = Record {
+            target: Target::new("device", "d9"),
+            ..base
+        };
+        assert_eq!(device.device_from_target().device.as_deref(), Some("d9"));
     }
 
     #[test]

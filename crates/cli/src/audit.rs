@@ -197,14 +197,9 @@ pub async fn record_admin(
     result: &Result<(), Failure>,
 ) -> Result<(), Failure> {
     let store = server::open_store(settings).await?;
-    // The device an action concerns, for its owner's access log.
-    let device = match (target.kind.as_str(), detail["device_id"].as_str()) {
-        ("device", _) => Some(target.id.clone()),
-        (_, Some(device)) => Some(device.to_owned()),
-        _ => None,
-    };
-    let mut record = Record::new(SystemClock.now(), operator(), action, target).detail(detail);
-    record.device = device;
+    let mut record = Record::new(SystemClock.now(), operator(), action, target)
+        .detail(detail)
+        .device_from_target();
     if let Err(failure) = result {
         let reason: String = failure.to_string().chars().take(MAX_REASON).collect();
         record = record

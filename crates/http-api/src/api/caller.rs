@@ -33,7 +33,8 @@ impl Admin {
     ) -> Result<(), ApiError> {
         let record = context
             .audit_record(account_holder(&self.user), action, target)
-            .detail(detail);
+            .detail(detail)
+            .device_from_target();
         context.audit(&self.origin, record).await
     }
 }

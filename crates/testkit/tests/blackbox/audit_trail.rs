@@ -10,9 +10,19 @@ use store::{DatabaseUrl, Store, StoreOptions};
 use testkit::{TestApp, warden_command};
 
 use crate::accounts::authenticator_code;
-use crate::devices::Fleet;
+use crate::devices::{Fleet, on_both_backends};
 use crate::oidc::PASSWORD;
 use crate::storage::sqlx_try;
+
+/// What `Fleet::person` leaves for someone with a role besides customer: the sign-up, the role
+/// the operator sets, and the console's login (logout, login, tokens).
+const NEW_PERSON_WITH_A_ROLE: &[&str] = &[
+    "account.signup",
+    "account.role_change",
+    "account.logout",
+    "account.login",
+    "token.issue",
+];
 
 /// Reads the journal straight from the database, remembering how far it has read.
 struct Journal {
@@ -84,20 +94,6 @@ fn audit_command(fleet: &Fleet, args: &[&str]) -> std::process::Output {
     command.output().unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($sqlite:ident, $postgres:ident, $body:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $sqlite() {
-            $body(Fleet::new().await).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $postgres() {
-            $body(Fleet::on_postgres().await).await;
-        }
-    };
-}
-
 on_both_backends!(
     each_action_leaves_one_entry_with_its_fields_on_sqlite,
     each_action_leaves_one_entry_with_its_fields_on_postgres,
@@ -123,15 +119,7 @@ async fn each_action_leaves_one_entry_with_its_fields(fleet: Fleet) {
 
     // People: sign-up, a role set by the operator, logout, login, tokens.
     let admin = fleet.person("admin@example.com", "admin").await;
-    let entries = journal
-        .expect(&[
-            "account.signup",
-            "account.role_change",
-            "account.logout",
-            "account.login",
-            "token.issue",
-        ])
-        .await;
+    let entries = journal.expect(NEW_PERSON_WITH_A_ROLE).await;
     assert_entry(
         &entries[0],
         ("user", Some("admin@example.com")),
@@ -160,15 +148,7 @@ async fn each_action_leaves_one_entry_with_its_fields(fleet: Fleet) {
         ])
         .await;
     let technician = fleet.person("tech@example.com", "technician").await;
-    let entries = journal
-        .expect(&[
-            "account.signup",
-            "account.role_change",
-            "account.logout",
-            "account.login",
-            "token.issue",
-        ])
-        .await;
+    let entries = journal.expect(NEW_PERSON_WITH_A_ROLE).await;
     let technician_id = entries[0].record.actor.id().to_owned();
 
     // A wrong password and an unknown account: failures, by nobody known yet.
@@ -468,6 +448,89 @@ async fn each_action_leaves_one_entry_with_its_fields(fleet: Fleet) {
     let exported = audit_command(&fleet, &["export", "--action", "device.read"]);
     assert!(exported.status.success());
     assert_eq!(String::from_utf8_lossy(&exported.stdout).lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_makers_api_and_the_operators_commands_leave_one_entry_each() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let device_id = devices[0]["device_id"].as_str().unwrap().to_owned();
+    let mut journal = Journal::of(&fleet.app).await;
+
+    let (status, _) = fleet
+        .post(
+            &format!("/api/v1/admin/devices/{device_id}/claim-code"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let entries = journal.expect(&["device.claim_code"]).await;
+    assert_entry(
+        &entries[0],
+        ("user", Some("admin@example.com")),
+        "device",
+        "success",
+    );
+    assert_eq!(
+        entries[0].record.device.as_deref(),
+        Some(device_id.as_str())
+    );
+    let schema = "/api/v1/admin/models/washer-w500/settings-schema";
+    let (status, _) = fleet
+        .call(Method::PUT, schema, &admin, Some(json!({"type": "object"})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = fleet.call(Method::DELETE, schema, &admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let entries = journal.expect(&["device.schema", "device.schema"]).await;
+    assert_eq!(detail(&entries[0])["schema"], "set");
+    assert_eq!(detail(&entries[1])["schema"], "removed");
+
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    fleet.admin(&[
+        "certs",
+        "issue-workload",
+        "--part",
+        "broker",
+        "--out",
+        out_dir,
+    ]);
+    let entries = journal.expect(&["certificate.issue"]).await;
+    assert_entry(&entries[0], ("operator", None), "certificate", "success");
+    assert_eq!(detail(&entries[0])["part"], "broker");
+    let root = out.path().join("root.pem");
+    fleet.admin(&["ca", "export-root", "--out", root.to_str().unwrap()]);
+    journal.expect(&["ca.export_root"]).await;
+    fleet.admin(&["users", "list"]);
+    fleet.admin(&["certs", "list", "--device", &device_id]);
+    journal.expect(&[]).await;
+
+    // A command that fails is recorded with its reason.
+    let mut revoke = warden_command(&[
+        "admin",
+        "certs",
+        "revoke",
+        "0badc0de",
+        "--data-dir",
+        out_dir_of(&fleet),
+    ]);
+    let output = revoke.output().unwrap();
+    assert!(!output.status.success());
+    let entries = journal.expect(&["certificate.revoke"]).await;
+    assert_entry(&entries[0], ("operator", None), "certificate", "failure");
+    assert!(
+        detail(&entries[0])["reason"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty()),
+        "{entries:#?}"
+    );
+}
+
+fn out_dir_of(fleet: &Fleet) -> &str {
+    fleet.app.data_dir.path().to_str().unwrap()
 }
 
 on_both_backends!(

@@ -30,6 +30,8 @@ macro_rules! on_both_backends {
     };
 }
 
+pub(crate) use on_both_backends;
+
 /// Every scope a person's console token can carry for devices.
 const PERSON_SCOPES: &[&str] = &[
     "openid",

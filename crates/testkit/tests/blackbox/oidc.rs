@@ -395,6 +395,25 @@ async fn a_reused_code_or_a_wrong_verifier_is_refused_and_reuse_revokes_the_firs
     let refresh = first.refresh_token().unwrap();
     let revoked = refresh_with(&app, &client, refresh).await;
     assert_eq!(oauth_error(revoked), "invalid_grant");
+    // The reuse is in the audit journal once: the refused refresh after it is no reuse.
+    let store = store::Store::connect(&app.settings.database, &store::StoreOptions::default())
+        .await
+        .unwrap();
+    let reuses = store
+        .audit()
+        .query(&audit::Query {
+            action: Some("token.reuse".into()),
+            limit: 10,
+            ..audit::Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reuses.len(), 1, "{reuses:#?}");
+    assert_eq!(reuses[0].record.actor.id(), client.client_id().as_str());
+    assert_eq!(
+        reuses[0].record.detail_json()["presented"],
+        "authorization_code"
+    );
 
     // An expired code.
     let started = start(&client, &[]);
