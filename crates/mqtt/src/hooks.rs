@@ -188,9 +188,16 @@ impl Hooks {
         match (TopicFilter::parse(filter).map(|f| f.reach()), &client) {
             (Ok(FilterReach::Device(device_id)), MqttClient::Subject(_)) => {
                 match self.authority.relation(&device_id).await {
-                    Some(relation) => self.authority.subscribed(&client, &relation, filter).await,
+                    Some(relation) => {
+                        self.authority
+                            .subscribed(&client, Some(&relation), filter)
+                            .await
+                    }
                     None => false,
                 }
+            }
+            (Ok(FilterReach::AllDevices), MqttClient::Subject(_)) => {
+                self.authority.subscribed(&client, None, filter).await
             }
             _ => true,
         }

@@ -66,13 +66,13 @@ pub trait Authority: Send + Sync + 'static {
     ) -> bool;
     /// A device's session came up or went away.
     async fn presence(&self, device_id: &DeviceId, online: bool);
-    /// A person or service was let subscribe to the topics of the device `relation` describes:
-    /// a read its owner's access log shows. `false` when it could not be recorded; the
-    /// subscription is then refused.
+    /// A person or service was let subscribe to the topics of the device `relation` describes
+    /// (a read its owner's access log shows), or, without one, to every device's (a service's
+    /// wildcard). `false` when it could not be recorded; the subscription is then refused.
     async fn subscribed(
         &self,
         client: &MqttClient,
-        relation: &DeviceRelation,
+        relation: Option<&DeviceRelation>,
         filter: &str,
     ) -> bool;
 }

@@ -73,25 +73,29 @@ impl Authority for BrokerAuthority {
     async fn subscribed(
         &self,
         client: &MqttClient,
-        relation: &DeviceRelation,
+        relation: Option<&DeviceRelation>,
         filter: &str,
     ) -> bool {
         let MqttClient::Subject(subject) = client else {
             return true;
         };
         // The owner's own reads are not what the access log is for.
-        if subject.user_id().is_some() && subject.user_id() == relation.owner {
+        if let Some(relation) = relation
+            && subject.user_id().is_some()
+            && subject.user_id() == relation.owner
+        {
             return true;
         }
-        let device = relation.device_id.as_str();
-        let record = audit::Record::new(
+        // A wildcard across devices names every device: `*`, and no one owner's log.
+        let device = relation.map(|relation| relation.device_id.as_str());
+        let mut record = audit::Record::new(
             self.now(),
             http_api::journal::actor_of(subject),
             audit::Action::DeviceRead,
-            audit::Target::new("device", device),
+            audit::Target::new("device", device.unwrap_or("*")),
         )
-        .device(device)
         .detail(json!({ "via": "mqtt", "filter": filter }));
+        record.device = device.map(str::to_owned);
         match self.context.audit.append(record).await {
             Ok(()) => true,
             Err(error) => {

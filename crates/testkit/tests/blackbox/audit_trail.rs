@@ -529,6 +529,27 @@ async fn the_makers_api_and_the_operators_commands_leave_one_entry_each() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_subscription_across_devices_is_recorded_as_a_read_of_every_device() {
+    let fleet = Fleet::new().await;
+    let service = fleet.service_token(&["devices:read"]).await;
+    let mut journal = Journal::of(&fleet.app).await;
+    let (client, mut events) = crate::mqtt::connect(&fleet, "event-store", ("svc", &service), None)
+        .await
+        .unwrap();
+    let granted = crate::mqtt::subscribe(&client, &mut events, &["devices/+/events"]).await;
+    assert_eq!(granted, [true]);
+    let entries = journal.expect(&["device.read"]).await;
+    let record = &entries[0].record;
+    assert_eq!(record.actor.kind(), "client");
+    assert_eq!(
+        (record.target.kind.as_str(), record.target.id.as_str()),
+        ("device", "*")
+    );
+    assert_eq!(record.device, None);
+    assert_eq!(detail(&entries[0])["filter"], "devices/+/events");
+}
+
 fn out_dir_of(fleet: &Fleet) -> &str {
     fleet.app.data_dir.path().to_str().unwrap()
 }

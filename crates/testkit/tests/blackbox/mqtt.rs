@@ -103,7 +103,11 @@ pub(crate) async fn next<T>(
     }
 }
 
-async fn subscribe(client: &AsyncClient, events: &mut EventLoop, filters: &[&str]) -> Vec<bool> {
+pub(crate) async fn subscribe(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    filters: &[&str],
+) -> Vec<bool> {
     client
         .subscribe_many(
             filters.iter().map(|filter| {
