@@ -193,11 +193,13 @@ pub enum Action {
     CaReissueIntermediate,
     KeyRotate,
     KeyRetire,
+    FirmwareUpload,
+    FirmwareOffer,
     AuditRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 37] = [
         Action::AccountSignup,
         Action::AccountLogin,
         Action::AccountLogout,
@@ -232,6 +234,8 @@ impl Action {
         Action::CaReissueIntermediate,
         Action::KeyRotate,
         Action::KeyRetire,
+        Action::FirmwareUpload,
+        Action::FirmwareOffer,
         Action::AuditRead,
     ];
 
@@ -271,6 +275,8 @@ impl Action {
             Action::CaReissueIntermediate => "ca.reissue_intermediate",
             Action::KeyRotate => "key.rotate",
             Action::KeyRetire => "key.retire",
+            Action::FirmwareUpload => "firmware.upload",
+            Action::FirmwareOffer => "firmware.offer",
             Action::AuditRead => "audit.read",
         }
     }

@@ -13,7 +13,9 @@ use store::{LATEST_SCHEMA_VERSION, NewUser, Store};
 use tokens::keys::KeyRing;
 
 use crate::Failure;
-use crate::args::{AdminCommand, ClientsCommand, DbCommand, KeysCommand, UsersCommand};
+use crate::args::{
+    AdminCommand, ClientsCommand, DbCommand, FirmwareCommand, KeysCommand, UsersCommand,
+};
 
 /// Runs an admin command; one that changes something leaves an audit record of how it ended.
 pub async fn run(command: AdminCommand, settings: &Settings) -> Result<(), Failure> {
@@ -98,6 +100,70 @@ async fn run_command(command: AdminCommand, settings: &Settings) -> Result<(), F
         AdminCommand::Device(command) => {
             let store = server::open_store(settings).await?;
             crate::devices::run(command, &store, settings).await?;
+        }
+        AdminCommand::Firmware(command) => {
+            let store = server::open_store(settings).await?;
+            firmware(command, &store, settings).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn firmware(
+    command: FirmwareCommand,
+    store: &Store,
+    settings: &Settings,
+) -> Result<(), Failure> {
+    let now = SystemClock.now();
+    match command {
+        FirmwareCommand::Upload {
+            model,
+            version,
+            notes,
+            file,
+        } => {
+            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+            let new = server::firmware::NewRelease {
+                model: &model,
+                version: &version,
+                notes: &notes,
+                file: &file,
+            };
+            let release = server::firmware::upload(store, &key, &settings.firmware_dir, &new, now)
+                .await
+                .map_err(Failure::Input)?;
+            println!("release_id: {}", release.release_id);
+            println!("model:      {}", release.model);
+            println!("version:    {}", release.version);
+            println!("size:       {}", release.size);
+            println!("sha256:     {}", release.sha256);
+        }
+        FirmwareCommand::List => {
+            let releases = store
+                .firmware()
+                .releases(None)
+                .await
+                .context("cannot list releases")?;
+            println!(
+                "{:<36} {:<20} {:<14} {:>10} CREATED",
+                "RELEASE", "MODEL", "VERSION", "BYTES"
+            );
+            for release in releases {
+                println!(
+                    "{:<36} {:<20} {:<14} {:>10} {}",
+                    release.release_id,
+                    release.model,
+                    release.version,
+                    release.size,
+                    release.created_at.to_rfc3339()
+                );
+            }
+        }
+        FirmwareCommand::RotateKey => {
+            let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
+            if let Some(kid) = server::firmware::ensure_key(store, &key, now, true).await? {
+                println!("new firmware-signing key: {kid}");
+            }
         }
     }
     Ok(())

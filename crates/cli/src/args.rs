@@ -245,6 +245,33 @@ pub enum AdminCommand {
     /// The device registry: make devices, list them, new claim codes, settings schemas.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Firmware releases: upload one (hashed, signed into a manifest), list them, rotate the
+    /// firmware-signing key.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// Makes a release from FILE: copied into the firmware directory under its SHA-256, with a
+    /// manifest signed by the firmware-signing key. Prints the release id.
+    Upload {
+        /// The device model it is for.
+        #[arg(long)]
+        model: String,
+        /// Its semantic version, as 1.4.0.
+        #[arg(long)]
+        version: String,
+        /// Release notes.
+        #[arg(long, default_value = "")]
+        notes: String,
+        file: PathBuf,
+    },
+    /// Every release, newest first.
+    List,
+    /// A new firmware-signing key signs from now on; older ones stay published for the
+    /// manifests they signed.
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use server::config::Settings;
 use crate::Failure;
 use crate::args::{
     AdminCommand, AuditCommand, CaCommand, CertsCommand, ClientsCommand, DeviceCommand,
-    KeysCommand, UsersCommand,
+    FirmwareCommand, KeysCommand, UsersCommand,
 };
 
 /// Entries read per page by exports.
@@ -168,6 +168,22 @@ pub fn admin_action(command: &AdminCommand) -> Option<(Action, Target, Value)> {
                 json!({ "device_id": device, "reason": reason }),
             ),
             CertsCommand::List { .. } => return None,
+        },
+        AdminCommand::Firmware(command) => match command {
+            FirmwareCommand::Upload {
+                model,
+                version,
+                file,
+                ..
+            } => (
+                Action::FirmwareUpload,
+                target("firmware", ""),
+                json!({ "model": model, "version": version, "file": file.display().to_string() }),
+            ),
+            FirmwareCommand::RotateKey => {
+                (Action::KeyRotate, target("firmware_key", ""), json!({}))
+            }
+            FirmwareCommand::List => return None,
         },
         AdminCommand::Device(command) => match command {
             DeviceCommand::Create { model, count, .. } => (

@@ -8,6 +8,7 @@ mod api;
 mod broker_hooks;
 mod device_api;
 mod error;
+mod firmware;
 mod health;
 mod identity;
 pub mod journal;
@@ -34,6 +35,7 @@ pub use api::subject_of;
 pub use broker_hooks::BrokerSessions;
 pub use device_api::{authenticate_device, record_answer, record_report};
 pub use error::ApiError;
+pub use firmware::{FirmwareFiles, record_ota_status};
 pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId, error_response, security_headers};
 pub use metrics::HttpMetrics;
@@ -53,6 +55,8 @@ pub struct DeviceContext {
     pub command_answers: tokio::sync::Notify,
     /// The longest a sender may wait for an answer within one request.
     pub max_command_wait: Duration,
+    /// Where firmware files are read from.
+    pub firmware_files: Arc<dyn FirmwareFiles>,
     /// The MQTT connections this replica let in through the broker hooks.
     pub broker_sessions: BrokerSessions,
     /// Where desired settings and commands go to reach devices (the MQTT broker), once it runs.
@@ -70,6 +74,8 @@ pub trait DeviceMessages: Send + Sync + std::fmt::Debug {
         settings: &serde_json::Value,
     );
     async fn command(&self, command: &store::CommandRecord);
+    /// A firmware offer (the signed manifest), retained on `devices/{id}/ota`.
+    async fn ota(&self, device_id: &model::DeviceId, offer: &serde_json::Value);
 }
 
 impl DeviceContext {
@@ -112,6 +118,7 @@ pub fn router(context: ApiContext) -> Router {
         .merge(oauth::routes())
         .merge(openapi::routes())
         .merge(pki::routes())
+        .merge(firmware::routes())
         .merge(api::routes());
     with_layers(routes, context)
 }
@@ -123,6 +130,7 @@ pub fn router(context: ApiContext) -> Router {
 pub fn device_router(context: ApiContext) -> Router {
     let routes = pki::device_routes()
         .merge(device_api::routes())
+        .merge(firmware::device_routes())
         .merge(broker_hooks::routes())
         .merge(api::internal_routes());
     with_layers(routes, context)

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod ca;
 pub mod config;
 mod events;
+pub mod firmware;
 mod gateway;
 mod listen;
 mod mqtt;
@@ -164,6 +165,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let (audit_journal, audit_commits) = audit::journal(&store, &shutdown);
     tasks.spawn(audit_commits);
     let audit_key = audit::checkpoint_key(&store, &pki_key, clock.now()).await?;
+    firmware::ensure_key(&store, &pki_key, clock.now(), false).await?;
 
     let devices = Arc::new(DeviceContext {
         events: event_recorder,
@@ -178,6 +180,9 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
                 .saturating_sub(Duration::from_secs(1)),
         ),
         broker_sessions: BrokerSessions::default(),
+        firmware_files: Arc::new(firmware::DiskFiles {
+            dir: settings.firmware_dir.clone(),
+        }),
     });
     let oauth = Arc::new(oauth);
     let pki = Arc::new(PkiContext::new(

@@ -156,8 +156,12 @@ impl Authority for BrokerAuthority {
                 },
                 Err(error) => Err(format!("a command response is not JSON: {error}")),
             },
-            // Events and presence are stored above and need nothing more; OTA status follows
-            // with its part.
+            TopicKind::OtaStatus => {
+                http_api::record_ota_status(&self.context, device_id, message.payload)
+                    .await
+                    .map(drop)
+            }
+            // Events and presence are stored above and need nothing more.
             _ => Ok(()),
         };
         if let Err(why) = recorded {
@@ -215,6 +219,12 @@ impl DeviceMessages for BrokerMessages {
             "expires_at": command.expires_at.to_rfc3339(),
         });
         self.publish(topic, payload, false).await;
+    }
+
+    async fn ota(&self, device_id: &DeviceId, offer: &Value) {
+        // Retained: a device that is offline now gets the offer when it subscribes.
+        self.publish(format!("devices/{device_id}/ota"), offer.clone(), true)
+            .await;
     }
 }
 

@@ -551,6 +551,20 @@ impl<'a> Devices<'a> {
         Ok(())
     }
 
+    /// Records the firmware version a device runs, after it reported an update installed.
+    pub async fn set_firmware_version(
+        &self,
+        device_id: &DeviceId,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET firmware_version = $1 WHERE device_id = $2")
+            .bind(version)
+            .bind(device_id.as_str())
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a device's MQTT session coming or going; both count as being seen.
     pub async fn set_online(
         &self,

@@ -1,4 +1,5 @@
-//! Token signing keys.
+//! Signing keys and their timeline: the token signing keys, and (in a table of their own, their
+//! private halves sealed by the caller) the firmware-signing keys.
 
 use model::Timestamp;
 use sqlx::any::AnyRow;
@@ -7,22 +8,26 @@ use tokens::keys::SigningKey;
 
 use crate::StoreError;
 
-/// The signing key table; obtained from [`crate::Store::signing_keys`].
+/// A signing key table; obtained from [`crate::Store::signing_keys`] (token keys) or
+/// [`crate::Store::firmware_keys`].
 #[derive(Debug)]
 pub struct SigningKeys<'a> {
     pool: &'a AnyPool,
+    /// The table, from this crate's two constants, never from input.
+    table: &'static str,
 }
 
 impl<'a> SigningKeys<'a> {
-    pub(crate) fn new(pool: &'a AnyPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pool: &'a AnyPool, table: &'static str) -> Self {
+        Self { pool, table }
     }
 
     pub async fn insert(&self, key: &SigningKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, private_pem, public_x, public_y, created_at, usable_from, retired_at) \
+        sqlx::query(&format!(
+            "INSERT INTO {} (kid, private_pem, public_x, public_y, created_at, usable_from, retired_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
+            self.table
+        ))
         .bind(&key.kid)
         .bind(&key.private_pem)
         .bind(&key.public_x)
@@ -37,10 +42,11 @@ impl<'a> SigningKeys<'a> {
 
     /// Every key, retired ones included (the timeline decides what they are good for).
     pub async fn all(&self) -> Result<Vec<SigningKey>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT kid, private_pem, public_x, public_y, created_at, usable_from, retired_at \
-             FROM signing_keys ORDER BY usable_from",
-        )
+             FROM {} ORDER BY usable_from",
+            self.table
+        ))
         .fetch_all(self.pool)
         .await?;
         rows.iter().map(decode).collect()
@@ -48,9 +54,10 @@ impl<'a> SigningKeys<'a> {
 
     /// Withdraws a key at `at`; false when there is no such key or it was retired already.
     pub async fn retire(&self, kid: &str, at: Timestamp) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
-        )
+        let result = sqlx::query(&format!(
+            "UPDATE {} SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
+            self.table
+        ))
         .bind(at.unix_millis())
         .bind(kid)
         .execute(self.pool)

@@ -16,6 +16,7 @@ mod clients;
 mod devices;
 mod error;
 mod events;
+mod firmware;
 mod grants;
 mod keys;
 mod migrate;
@@ -39,6 +40,7 @@ pub use devices::{
 };
 pub use error::StoreError;
 pub use events::{Events, RetentionScope, StoredEvent};
+pub use firmware::{DeviceUpdate, Firmware, Release};
 pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
@@ -145,7 +147,16 @@ impl Store {
     }
 
     pub fn signing_keys(&self) -> SigningKeys<'_> {
-        SigningKeys::new(&self.pool)
+        SigningKeys::new(&self.pool, "signing_keys")
+    }
+
+    /// The firmware-signing keys: their `private_pem` holds the key sealed by the caller.
+    pub fn firmware_keys(&self) -> SigningKeys<'_> {
+        SigningKeys::new(&self.pool, "firmware_keys")
+    }
+
+    pub fn firmware(&self) -> Firmware<'_> {
+        Firmware::new(&self.pool)
     }
 
     pub fn oauth_clients(&self) -> OAuthClients<'_> {

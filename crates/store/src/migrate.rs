@@ -40,6 +40,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_devices"),
     migration!(11, "0011_events"),
     migration!(12, "0012_audit"),
+    migration!(13, "0013_firmware"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -70,10 +71,13 @@ pub(crate) const TABLES: &[&str] = &[
     "audit_head",
     "audit_checkpoints",
     "audit_keys",
+    "firmware_keys",
+    "firmware_releases",
+    "device_updates",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 12;
+pub const LATEST_SCHEMA_VERSION: i64 = 13;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -104,7 +104,7 @@ pub struct IdClaims {
 
 /// Signs access token `claims` with the key of `ring` that signs at `now`.
 pub fn issue(ring: &KeyRing, now: Timestamp, claims: &AccessClaims) -> Result<String, TokenError> {
-    sign(ring, now, ACCESS_TOKEN_TYPE, claims)
+    sign_with(ring, now, ACCESS_TOKEN_TYPE, claims)
 }
 
 /// Signs ID token `claims` with the key of `ring` that signs at `now`.
@@ -113,10 +113,12 @@ pub fn issue_id_token(
     now: Timestamp,
     claims: &IdClaims,
 ) -> Result<String, TokenError> {
-    sign(ring, now, "JWT", claims)
+    sign_with(ring, now, "JWT", claims)
 }
 
-fn sign(
+/// Signs `claims` as a compact JWS (ES256) of type `typ` with the key of `ring` that signs at
+/// `now`; the key's id is in the header.
+pub fn sign_with(
     ring: &KeyRing,
     now: Timestamp,
     typ: &str,
@@ -138,7 +140,7 @@ pub fn issue_assertion(
     now: Timestamp,
     claims: &serde_json::Value,
 ) -> Result<String, TokenError> {
-    sign(ring, now, "JWT", claims)
+    sign_with(ring, now, "JWT", claims)
 }
 
 /// `at_hash` for an ES256 ID token: the left half of the access token's SHA-256, base64url.

@@ -37,6 +37,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub events: EventsConfig,
     pub audit: AuditConfig,
+    pub firmware: FirmwareConfig,
     pub gateway: GatewayConfig,
     pub log: LogConfig,
 }
@@ -121,6 +122,15 @@ impl Default for EventsConfig {
             postgres_writers: 4,
         }
     }
+}
+
+/// Firmware updates over the air (docs/firmware.md).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirmwareConfig {
+    /// Directory of the firmware files, each named by its SHA-256. Replicas must share it (or
+    /// it is replaced by object storage; docs/firmware.md). Empty: `DATA_DIR/firmware`.
+    pub dir: String,
 }
 
 /// The audit journal: a tamper-evident record of who did what (docs/audit.md).
@@ -317,6 +327,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             events: EventsConfig::default(),
             audit: AuditConfig::default(),
+            firmware: FirmwareConfig::default(),
             gateway: GatewayConfig::default(),
             log: LogConfig::default(),
         }
@@ -396,6 +407,7 @@ pub struct Settings {
     pub pki: PkiSettings,
     pub events: EventsSettings,
     pub audit: AuditSettings,
+    pub firmware_dir: PathBuf,
     pub gateway: GatewaySettings,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -688,6 +700,8 @@ impl Config {
             pki,
             events,
             audit,
+            firmware_dir: optional(&self.firmware.dir)
+                .map_or_else(|| self.data_dir.join("firmware"), PathBuf::from),
             gateway,
             log_format: self.log.format,
             log_level: self.log.level.clone(),

@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod devices;
 mod events;
+mod firmware;
 mod gateway;
 mod hooks;
 mod http;

@@ -1,0 +1,52 @@
+//! Firmware updates over the air, without IO (docs/firmware.md).
+//!
+//! [`Manifest`] is what a release promises (model, version, size, SHA-256, where to fetch it),
+//! signed as a JWS with a firmware-signing key that is not a CA key and rotates on its own
+//! timeline; devices check the signature with [`Manifest::verify`] before they download, and the
+//! hash before they install. [`OtaState`] is one device's progress through an update, moved only
+//! by the transitions [`OtaState::after`] allows.
+
+mod manifest;
+mod state;
+
+pub use manifest::{MANIFEST_TYPE, Manifest, ManifestError, PublicKey, sign_manifest};
+pub use state::{OtaState, StatusError, StatusReport, TransitionError};
+
+/// A firmware version: semantic versioning 2.0 (`1.4.0`, `2.0.0-rc.1`), compared by its rules.
+pub type Version = semver::Version;
+
+/// Parses a version as a release names it; build metadata (`+…`) is refused, since it does not
+/// order releases.
+pub fn parse_version(text: &str) -> Result<Version, String> {
+    let version = Version::parse(text.trim())
+        .map_err(|error| format!("{text:?} is not a semantic version (as 1.4.0): {error}"))?;
+    if !version.build.is_empty() {
+        return Err(format!(
+            "{text:?} carries build metadata (+…), which does not order releases; leave it out"
+        ));
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_by_semantic_versioning() {
+        let order = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.2.0",
+            "1.10.0",
+            "2.0.0",
+        ];
+        let parsed: Vec<Version> = order.iter().map(|v| parse_version(v).unwrap()).collect();
+        assert!(parsed.windows(2).all(|pair| pair[0] < pair[1]));
+        for bad in ["1.0", "v1.0.0", "1.0.0+build.5", "", "01.0.0"] {
+            assert!(parse_version(bad).is_err(), "{bad}");
+        }
+    }
+}

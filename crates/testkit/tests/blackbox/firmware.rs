@@ -1,0 +1,321 @@
+//! Firmware over the air through the running server, with devices played by rumqttc and a
+//! reqwest client holding the device's certificate: a release uploaded and signed, offered over
+//! MQTT, its manifest verified with the keys the device listener publishes, the file fetched in
+//! two ranges (a cut download resumed), progress reported until the device runs the new version;
+//! a device not offered a release is refused it; a file changed on disk is caught by the hash;
+//! downgrades need saying so.
+
+use reqwest::StatusCode;
+use rumqttc::{AsyncClient, EventLoop, Packet, QoS};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::devices::Fleet;
+use crate::mqtt::{connect_device, id, identity, next, password, subscribe};
+use crate::pki::device_client;
+
+/// A device's side of an update: its MQTT session and an HTTPS client with its certificate.
+struct Device {
+    id: String,
+    password: String,
+    mqtt: AsyncClient,
+    events: EventLoop,
+    https: reqwest::Client,
+    base: String,
+}
+
+impl Device {
+    async fn connect(fleet: &Fleet, device: &Value) -> Self {
+        let (mqtt, mut events) = connect_device(fleet, device).await;
+        let ota = format!("devices/{}/ota", id(device));
+        assert_eq!(subscribe(&mqtt, &mut events, &[&ota]).await, [true]);
+        let (certificate, key) = identity(device);
+        let pem = format!("{certificate}{key}");
+        let port = fleet.app.warden.addresses.device.unwrap().port();
+        Self {
+            id: id(device).to_owned(),
+            password: password(device).to_owned(),
+            mqtt,
+            events,
+            https: device_client(&fleet.app, Some(pem.as_bytes())),
+            base: format!("https://localhost:{port}"),
+        }
+    }
+
+    /// The next offer on `devices/{id}/ota`.
+    async fn offer(&mut self) -> Value {
+        next(&mut self.events, |packet| match packet {
+            Packet::Publish(publish) if publish.topic.ends_with("/ota") => {
+                Some(serde_json::from_slice::<Value>(&publish.payload).unwrap())
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    async fn get(&self, path: &str, range: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .https
+            .get(format!("{}{path}", self.base))
+            .basic_auth(&self.id, Some(&self.password));
+        if let Some(range) = range {
+            request = request.header("Range", range);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn manifest(&self, offer: &Value) -> firmware::Manifest {
+        let keys: Value = self
+            .get("/device/firmware/keys", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let keys: Vec<firmware::PublicKey> = serde_json::from_value(keys["keys"].clone()).unwrap();
+        firmware::Manifest::verify(offer["manifest"].as_str().unwrap(), &keys).unwrap()
+    }
+
+    /// Reports on `devices/{id}/ota/status` and waits for the acknowledgement, which comes after
+    /// the report is applied.
+    async fn report(&mut self, status: Value) {
+        self.mqtt
+            .publish(
+                format!("devices/{}/ota/status", self.id),
+                QoS::AtLeastOnce,
+                false,
+                status.to_string(),
+            )
+            .await
+            .unwrap();
+        next(&mut self.events, |packet| {
+            matches!(packet, Packet::PubAck(_)).then_some(())
+        })
+        .await;
+    }
+}
+
+fn upload(fleet: &Fleet, version: &str, bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("firmware.bin");
+    std::fs::write(&file, bytes).unwrap();
+    let out = fleet.admin(&[
+        "firmware",
+        "upload",
+        "--model",
+        "washer-w500",
+        "--version",
+        version,
+        "--notes",
+        "faster spin",
+        file.to_str().unwrap(),
+    ]);
+    out.lines()
+        .find_map(|line| line.strip_prefix("release_id:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn firmware_bytes(size: usize, seed: u8) -> Vec<u8> {
+    (0..size)
+        .map(|index| (index as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_offered_verified_fetched_in_ranges_and_installed() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 2).await;
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, &devices[0]).await.0, StatusCode::OK);
+    let image = firmware_bytes(300_000, 7);
+    let release = upload(&fleet, "1.1.0", &image);
+
+    // Bad uploads change nothing.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let refused = testkit::warden_command(&[
+        "admin",
+        "firmware",
+        "upload",
+        "--model",
+        "washer-w500",
+        "--version",
+        "1.1.0",
+        empty.path().to_str().unwrap(),
+        "--data-dir",
+        fleet.app.data_dir.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+
+    let offers = format!("/api/v1/admin/firmware/{release}/offers");
+    let (status, body) = fleet
+        .post(&offers, &admin, json!({"devices": [id(&devices[0])]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["offered"], json!([id(&devices[0])]));
+    assert_eq!(
+        fleet
+            .post(&offers, &owner, json!({"devices": [id(&devices[0])]}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = fleet
+        .post(
+            "/api/v1/admin/firmware/fw_unknown/offers",
+            &admin,
+            json!({"devices": [id(&devices[0])]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The device is told (retained, so it gets the offer when it subscribes) and checks the
+    // manifest's signature with the keys the device listener publishes.
+    let mut washer = Device::connect(&fleet, &devices[0]).await;
+    let offer = washer.offer().await;
+    assert_eq!(offer["release"], release.as_str());
+    let manifest = washer.manifest(&offer).await;
+    assert_eq!(
+        (
+            manifest.model.as_str(),
+            manifest.version.as_str(),
+            manifest.size
+        ),
+        ("washer-w500", "1.1.0", 300_000)
+    );
+    assert_eq!(manifest.sha256, sha256_hex(&image));
+
+    // A download cut after the first part resumes with a Range request.
+    let first = washer.get(&manifest.url, Some("bytes=0-99999")).await;
+    assert_eq!(first.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        first.headers()["content-range"].to_str().unwrap(),
+        "bytes 0-99999/300000"
+    );
+    let mut fetched = first.bytes().await.unwrap().to_vec();
+    washer
+        .report(json!({"release": release, "state": "downloading", "progress": 33}))
+        .await;
+    let rest = washer.get(&manifest.url, Some("bytes=100000-")).await;
+    assert_eq!(rest.status(), StatusCode::PARTIAL_CONTENT);
+    fetched.extend_from_slice(&rest.bytes().await.unwrap());
+    assert_eq!(sha256_hex(&fetched), manifest.sha256);
+    let whole = washer.get(&manifest.url, None).await;
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.bytes().await.unwrap().len(), 300_000);
+    assert_eq!(
+        washer
+            .get(&manifest.url, Some("bytes=300000-"))
+            .await
+            .status(),
+        StatusCode::RANGE_NOT_SATISFIABLE
+    );
+
+    // A device the release was not offered to is refused it.
+    let dryer = Device::connect(&fleet, &devices[1]).await;
+    assert_eq!(
+        dryer.get(&manifest.url, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Progress to the end; the owner sees where the device is and what it runs.
+    washer
+        .report(json!({"release": release, "state": "installing"}))
+        .await;
+    washer
+        .report(json!({"release": release, "state": "succeeded"}))
+        .await;
+    let path = format!("/api/v1/devices/{}/firmware", washer.id);
+    let (status, seen) = fleet.get(&path, &owner).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["firmware_version"], "1.1.0");
+    assert_eq!(seen["updates"][0]["state"], "succeeded");
+    assert_eq!(seen["updates"][0]["progress"], 33);
+    // Nothing moves an update back, and a finished one is not fetched again.
+    washer
+        .report(json!({"release": release, "state": "downloading"}))
+        .await;
+    assert_eq!(
+        fleet.get(&path, &owner).await.1["updates"][0]["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        washer.get(&manifest.url, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // An older release is a downgrade, offered only when the offer says so.
+    let older = upload(&fleet, "1.0.5", &firmware_bytes(1_000, 3));
+    let older_offers = format!("/api/v1/admin/firmware/{older}/offers");
+    let (status, body) = fleet
+        .post(&older_offers, &admin, json!({"devices": [washer.id]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = fleet
+        .post(
+            &older_offers,
+            &admin,
+            json!({"devices": [washer.id], "allow_downgrade": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(washer.offer().await["allow_downgrade"], true);
+
+    // Every offer is in the audit journal.
+    let (status, journal) = fleet
+        .get("/api/v1/admin/audit?action=firmware.offer", &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(journal["entries"].as_array().unwrap().len(), 2, "{journal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_on_disk_is_caught_by_the_hash_and_the_failure_is_recorded() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let image = firmware_bytes(50_000, 9);
+    let release = upload(&fleet, "2.0.0", &image);
+    // Someone with access to the firmware directory changes the file after it was signed.
+    let stored = fleet
+        .app
+        .data_dir
+        .path()
+        .join("firmware")
+        .join(sha256_hex(&image));
+    let mut tampered = image.clone();
+    tampered[1_000] ^= 0xff;
+    std::fs::write(&stored, &tampered).unwrap();
+
+    let offers = format!("/api/v1/admin/firmware/{release}/offers");
+    let (status, _) = fleet
+        .post(&offers, &admin, json!({"devices": [id(&devices[0])]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut device = Device::connect(&fleet, &devices[0]).await;
+    let offer = device.offer().await;
+    let manifest = device.manifest(&offer).await;
+    let fetched = device.get(&manifest.url, None).await.bytes().await.unwrap();
+    assert_ne!(
+        sha256_hex(&fetched),
+        manifest.sha256,
+        "the device must notice"
+    );
+    device
+        .report(json!({"release": release, "state": "failed", "reason": "hash mismatch"}))
+        .await;
+    let (status, seen) = fleet
+        .get(&format!("/api/v1/devices/{}/firmware", device.id), &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["updates"][0]["state"], "failed");
+    assert_eq!(seen["updates"][0]["reason"], "hash mismatch");
+    assert_eq!(seen["firmware_version"], Value::Null);
+}
