@@ -125,6 +125,13 @@ pub struct SimulateArgs {
     /// what the bundles name.
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
+    /// The device listener as HOST:PORT, where devices fetch firmware they are offered; default:
+    /// what the bundles name.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub device_listener: Option<String>,
+    /// The share of firmware installs that fail on purpose (0 to 1), reported as failed.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub fail_installs: f64,
     /// Events per second per device (0: none).
     #[arg(long, default_value_t = 1.0)]
     pub rate: f64,

@@ -41,9 +41,24 @@ pub async fn run(args: SimulateArgs, global: &GlobalArgs) -> Result<(), Failure>
                 ))
             })?,
     };
+    if !(0.0..=1.0).contains(&args.fail_installs) {
+        return Err(Failure::Input(anyhow!(
+            "--fail-installs must be from 0 to 1"
+        )));
+    }
+    let device_listener = args
+        .device_listener
+        .as_deref()
+        .map(|address| {
+            simulator::parse_address(address).ok_or_else(|| {
+                Failure::Input(anyhow!("--device-listener {address:?} is not HOST:PORT"))
+            })
+        })
+        .transpose()?;
     let load = Load {
         events_per_second: args.rate,
         payload_bytes: args.payload_bytes,
+        install_failure_share: args.fail_installs,
     };
     let counters = Arc::new(match &args.ledger {
         Some(path) => {
@@ -64,6 +79,7 @@ pub async fn run(args: SimulateArgs, global: &GlobalArgs) -> Result<(), Failure>
     let fleet = tokio::spawn(simulator::run(
         bundles,
         broker,
+        device_listener,
         load,
         counters.clone(),
         shutdown.clone(),

@@ -9,6 +9,7 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub struct Bundle {
     pub device_id: String,
+    pub model: String,
     pub password: String,
     /// The device certificate and the intermediate, PEM.
     pub chain_pem: String,
@@ -17,6 +18,8 @@ pub struct Bundle {
     pub ca_pem: String,
     /// `HOST:PORT` of the broker the bundle names, if it names one.
     pub broker: Option<(String, u16)>,
+    /// `HOST:PORT` of the device listener the bundle names, if it names one.
+    pub device_listener: Option<(String, u16)>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -42,11 +45,13 @@ pub enum BundleError {
 #[derive(Deserialize)]
 struct Description {
     device_id: String,
+    model: String,
     mqtt_password: String,
     certificate: Option<String>,
     private_key: Option<String>,
     ca: String,
     mqtt_url: Option<String>,
+    device_url: Option<String>,
 }
 
 impl Bundle {
@@ -73,8 +78,22 @@ impl Bundle {
             .as_deref()
             .map(|url| broker_of(url).ok_or_else(|| invalid("mqtt_url is not mqtts://HOST:PORT")))
             .transpose()?;
+        let device_listener = description
+            .device_url
+            .as_deref()
+            .map(|url| {
+                parse_address(
+                    url.strip_prefix("https://")
+                        .unwrap_or(url)
+                        .trim_end_matches('/'),
+                )
+                .ok_or_else(|| invalid("device_url is not https://HOST:PORT"))
+            })
+            .transpose()?;
         Ok(Self {
             device_id: description.device_id,
+            model: description.model,
+            device_listener,
             password: description.mqtt_password,
             chain_pem: read(&dir.join(certificate))?,
             key_pem: read(&dir.join(key))?,

@@ -13,8 +13,10 @@ use rumqttc::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::ota::{Request, Updater};
 use crate::{Bundle, Counters, Load};
 
 /// Backoff after a failed connection: doubles from the first to the last, with up to half of it
@@ -27,6 +29,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 const REQUEST_QUEUE: usize = 256;
 
 pub(crate) struct Device {
+    /// Takes firmware offers, when the device can reach the device listener.
+    pub updater: Option<Updater>,
     pub bundle: Bundle,
     pub broker: (String, u16),
     pub load: Load,
@@ -45,12 +49,23 @@ impl Device {
                 return;
             }
         };
-        let (client, mut events) = AsyncClient::new(options, REQUEST_QUEUE);
-        // Small messages go out at once, as a device's would, instead of waiting for an ACK.
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        events.set_network_options(network);
-        self.drive(&client, events, &shutdown).await;
+        // Updates outlive a session: one may still report after the device restarted.
+        let (updates, mut requests) = tokio::sync::mpsc::channel::<Request>(16);
+        loop {
+            let (client, mut events) = AsyncClient::new(options.clone(), REQUEST_QUEUE);
+            // Small messages go out at once, as a device's would, instead of waiting for an ACK.
+            let mut network = rumqttc::NetworkOptions::new();
+            network.set_tcp_nodelay(true);
+            events.set_network_options(network);
+            if !self
+                .drive(&client, events, &shutdown, (&updates, &mut requests))
+                .await
+            {
+                break;
+            }
+            // Restarted into new firmware: a new session from scratch.
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn options(&self) -> Result<MqttOptions, rustls::Error> {
@@ -65,12 +80,15 @@ impl Device {
         Ok(options)
     }
 
+    /// Runs one session until `shutdown` (false) or until an update asks for a restart (true).
     async fn drive(
         &self,
         client: &AsyncClient,
         mut events: EventLoop,
         shutdown: &CancellationToken,
-    ) {
+        (updates, requests): (&mpsc::Sender<Request>, &mut mpsc::Receiver<Request>),
+    ) -> bool {
+        let mut restart = false;
         let period = (self.load.events_per_second > 0.0)
             .then(|| Duration::from_secs_f64(1.0 / self.load.events_per_second));
         // Each device starts at a random point of its period, so the fleet publishes evenly
@@ -89,6 +107,18 @@ impl Device {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                Some(request) = requests.recv() => match request {
+                    Request::Status(status) => {
+                        let topic = self.topic("ota/status");
+                        if self.publish(client, topic, status.to_string().into_bytes()) {
+                            outbox.queued(None);
+                        }
+                    }
+                    Request::Restart => {
+                        restart = true;
+                        break;
+                    }
+                },
                 _ = ticker.tick(), if connected && period.is_some() => {
                     sequence += 1;
                     let payload = event_payload(run, sequence, self.load.payload_bytes);
@@ -119,6 +149,14 @@ impl Device {
                                 }
                             }
                             Packet::PubAck(ack) => self.acknowledged(&mut outbox, ack.pkid, run),
+                            Packet::Publish(message) if message.topic == self.topic("ota") => {
+                                if let (Some(updater), Ok(offer)) = (
+                                    &self.updater,
+                                    serde_json::from_slice::<Value>(&message.payload),
+                                ) {
+                                    tokio::spawn(updater.clone().offered(updates.clone(), offer));
+                                }
+                            }
                             Packet::Publish(message) if self.answer(client, &message) => {
                                 outbox.queued(None);
                             }
@@ -175,6 +213,7 @@ impl Device {
             .await;
             self.counters.connected.fetch_sub(1, Ordering::Relaxed);
         }
+        restart
     }
 
     fn in_flight(&self) -> u64 {
@@ -206,7 +245,12 @@ impl Device {
     }
 
     fn subscribe(&self, client: &AsyncClient) {
-        for filter in ["state/desired", "commands/+"] {
+        let filters: &[&str] = if self.updater.is_some() {
+            &["state/desired", "commands/+", "ota"]
+        } else {
+            &["state/desired", "commands/+"]
+        };
+        for filter in filters {
             if client
                 .try_subscribe(self.topic(filter), QoS::AtLeastOnce)
                 .is_err()

@@ -6,6 +6,7 @@
 
 mod bundle;
 mod device;
+mod ota;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,8 @@ pub struct Load {
     pub events_per_second: f64,
     /// The size of each event's JSON payload in bytes (at least what its fields need).
     pub payload_bytes: usize,
+    /// The share of firmware installs that fail on purpose, 0 to 1.
+    pub install_failure_share: f64,
 }
 
 /// Where the fleet stands; every device adds to the same counters.
@@ -38,6 +41,11 @@ pub struct Counters {
     settings_applied: AtomicU64,
     commands_answered: AtomicU64,
     resent: AtomicU64,
+    ota_offered: AtomicU64,
+    ota_succeeded: AtomicU64,
+    ota_failed: AtomicU64,
+    ota_refused: AtomicU64,
+    ota_resumed: AtomicU64,
     /// Where each acknowledged event is written, when asked.
     ledger: Option<Ledger>,
     /// Microseconds from a publish leaving the client to its acknowledgement, every one.
@@ -68,6 +76,13 @@ pub struct Summary {
     pub commands_answered: u64,
     /// Events sent again on a new connection because their acknowledgement never came.
     pub resent: u64,
+    /// Firmware offers taken (once per release and device), updates installed, updates failed
+    /// (of those, files refused for their hash), and downloads resumed after a cut.
+    pub ota_offered: u64,
+    pub ota_succeeded: u64,
+    pub ota_failed: u64,
+    pub ota_refused: u64,
+    pub ota_resumed: u64,
     /// Publish-to-acknowledgement latency in milliseconds (median, 99th percentile, largest),
     /// from when every device had connected.
     pub latency_ms: Latency,
@@ -135,6 +150,11 @@ impl Counters {
             settings_applied: get(&self.settings_applied),
             commands_answered: get(&self.commands_answered),
             resent: get(&self.resent),
+            ota_offered: get(&self.ota_offered),
+            ota_succeeded: get(&self.ota_succeeded),
+            ota_failed: get(&self.ota_failed),
+            ota_refused: get(&self.ota_refused),
+            ota_resumed: get(&self.ota_resumed),
             latency_ms: self.latency(),
             all_connected_seconds: self.all_connected.get().map(Duration::as_secs_f64),
             steady_rate: self.steady_rate(),
@@ -209,7 +229,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "connected {}, sent {}, acknowledged {} (p50 {:.1} ms, p99 {:.1} ms), errors {}, reconnects {}, resent {}, settings applied {}, commands answered {}",
+            "connected {}, sent {}, acknowledged {} (p50 {:.1} ms, p99 {:.1} ms), errors {}, reconnects {}, resent {}, settings applied {}, commands answered {}, updates offered {} / installed {} / failed {}",
             self.connected,
             self.sent,
             self.acknowledged,
@@ -219,7 +239,10 @@ impl std::fmt::Display for Summary {
             self.reconnects,
             self.resent,
             self.settings_applied,
-            self.commands_answered
+            self.commands_answered,
+            self.ota_offered,
+            self.ota_succeeded,
+            self.ota_failed
         )
     }
 }
@@ -229,6 +252,7 @@ impl std::fmt::Display for Summary {
 pub async fn run(
     bundles: Vec<Bundle>,
     broker: (String, u16),
+    device_listener: Option<(String, u16)>,
     load: Load,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
@@ -239,7 +263,25 @@ pub async fn run(
         .store(bundles.len() as u64, Ordering::Relaxed);
     let _ = counters.started.set(Instant::now());
     for bundle in bundles {
+        // Without a device listener to fetch firmware from, offers are not taken.
+        let updater = device_listener
+            .as_ref()
+            .or(bundle.device_listener.as_ref())
+            .and_then(|(host, port)| {
+                let http = ota::Updater::client(&bundle)
+                    .map_err(|error| tracing::error!(device_id = %bundle.device_id, %error, "no HTTPS client for updates"))
+                    .ok()?;
+                Some(ota::Updater {
+                    bundle: bundle.clone(),
+                    base: format!("https://{host}:{port}"),
+                    http,
+                    failure_share: load.install_failure_share,
+                    counters: counters.clone(),
+                    state: Arc::default(),
+                })
+            });
         let device = device::Device {
+            updater,
             bundle,
             broker: broker.clone(),
             load,

@@ -10,9 +10,12 @@ use rumqttc::{AsyncClient, EventLoop, Packet, QoS};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use std::process::Stdio;
+
 use crate::devices::Fleet;
 use crate::mqtt::{connect_device, id, identity, next, password, subscribe};
 use crate::pki::device_client;
+use crate::simulator::eventually;
 
 /// A device's side of an update: its MQTT session and an HTTPS client with its certificate.
 struct Device {
@@ -318,4 +321,151 @@ async fn a_file_changed_on_disk_is_caught_by_the_hash_and_the_failure_is_recorde
     assert_eq!(seen["updates"][0]["state"], "failed");
     assert_eq!(seen["updates"][0]["reason"], "hash mismatch");
     assert_eq!(seen["firmware_version"], Value::Null);
+}
+
+/// The states of the devices' updates for `release`, as an admin reads them.
+async fn states(fleet: &Fleet, admin: &str, ids: &[String], release: &str) -> Vec<String> {
+    let mut states = Vec::new();
+    for device_id in ids {
+        let (_, seen) = fleet
+            .get(&format!("/api/v1/devices/{device_id}/firmware"), admin)
+            .await;
+        let state = seen["updates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|update| update["release_id"] == release)
+            .map(|update| {
+                format!(
+                    "{} {}",
+                    update["state"].as_str().unwrap_or_default(),
+                    update["reason"].as_str().unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        states.push(state.trim().to_owned());
+    }
+    states
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_one() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let bundles = tempfile::tempdir().unwrap();
+    let out = bundles.path().to_str().unwrap();
+    fleet.admin(&[
+        "device",
+        "create",
+        "--model",
+        "washer-w500",
+        "--count",
+        "20",
+        "--out",
+        out,
+    ]);
+    let ids: Vec<String> = std::fs::read_dir(bundles.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 20);
+    let addresses = &fleet.app.warden.addresses;
+    let simulation = testkit::warden_command(&[
+        "device",
+        "simulate",
+        "--bundle",
+        out,
+        "--broker",
+        &format!("localhost:{}", addresses.mqtt.unwrap().port()),
+        "--device-listener",
+        &format!("localhost:{}", addresses.device.unwrap().port()),
+        "--rate",
+        "0",
+        "--duration",
+        "30",
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+
+    // A release for all twenty: each verifies, fetches, installs and restarts into it.
+    let image = firmware_bytes(200_000, 1);
+    let release = upload(&fleet, "1.1.0", &image);
+    let (status, body) = fleet
+        .post(
+            &format!("/api/v1/admin/firmware/{release}/offers"),
+            &admin,
+            json!({"devices": ids}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let done = eventually(20, async || {
+        let states = states(&fleet, &admin, &ids, &release).await;
+        states
+            .iter()
+            .all(|state| state == "succeeded")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "{:?}",
+        states(&fleet, &admin, &ids, &release).await
+    );
+    for device_id in &ids {
+        let (_, seen) = fleet
+            .get(&format!("/api/v1/devices/{device_id}/firmware"), &admin)
+            .await;
+        assert_eq!(seen["firmware_version"], "1.1.0");
+    }
+
+    // A newer release whose file was changed on disk after signing: every device refuses it.
+    let image = firmware_bytes(100_000, 2);
+    let tampered_release = upload(&fleet, "1.2.0", &image);
+    let stored = fleet
+        .app
+        .data_dir
+        .path()
+        .join("firmware")
+        .join(sha256_hex(&image));
+    let mut tampered = image.clone();
+    tampered[50_000] ^= 1;
+    std::fs::write(&stored, &tampered).unwrap();
+    let (status, _) = fleet
+        .post(
+            &format!("/api/v1/admin/firmware/{tampered_release}/offers"),
+            &admin,
+            json!({"devices": ids}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let refused = eventually(20, async || {
+        let states = states(&fleet, &admin, &ids, &tampered_release).await;
+        states
+            .iter()
+            .all(|state| state.starts_with("failed hash mismatch"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "{:?}",
+        states(&fleet, &admin, &ids, &tampered_release).await
+    );
+
+    let output = tokio::task::spawn_blocking(move || simulation.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["ota_offered"], 40, "{summary}");
+    assert_eq!(summary["ota_succeeded"], 20, "{summary}");
+    assert_eq!(summary["ota_failed"], 20, "{summary}");
+    assert_eq!(summary["ota_refused"], 20, "{summary}");
+    // Every device restarted into the new firmware once: a reconnect each.
+    assert!(summary["reconnects"].as_u64().unwrap() >= 20, "{summary}");
 }

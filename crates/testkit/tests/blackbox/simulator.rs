@@ -11,7 +11,10 @@ use testkit::warden_command;
 use crate::devices::Fleet;
 
 /// Asks `probe` every 100 ms until it answers, for at most `seconds`.
-async fn eventually<T>(seconds: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+pub(crate) async fn eventually<T>(
+    seconds: u64,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     while tokio::time::Instant::now() < deadline {
         if let Some(found) = probe().await {
