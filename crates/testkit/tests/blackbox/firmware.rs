@@ -15,7 +15,7 @@ use std::process::Stdio;
 use crate::devices::Fleet;
 use crate::mqtt::{connect_device, id, identity, next, password, subscribe};
 use crate::pki::device_client;
-use crate::simulator::eventually;
+use crate::simulator::{eventually, finished};
 
 /// A device's side of an update: its MQTT session and an HTTPS client with its certificate.
 struct Device {
@@ -123,6 +123,20 @@ fn firmware_bytes(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
         .map(|index| (index as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// Changes one byte of the stored file of `image`, as someone with access to the firmware
+/// directory could after the release was signed.
+fn tamper_stored(fleet: &Fleet, image: &[u8]) {
+    let stored = fleet
+        .app
+        .data_dir
+        .path()
+        .join("firmware")
+        .join(sha256_hex(image));
+    let mut tampered = image.to_vec();
+    tampered[image.len() / 2] ^= 0xff;
+    std::fs::write(&stored, &tampered).unwrap();
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -287,15 +301,7 @@ async fn a_file_changed_on_disk_is_caught_by_the_hash_and_the_failure_is_recorde
     let image = firmware_bytes(50_000, 9);
     let release = upload(&fleet, "2.0.0", &image);
     // Someone with access to the firmware directory changes the file after it was signed.
-    let stored = fleet
-        .app
-        .data_dir
-        .path()
-        .join("firmware")
-        .join(sha256_hex(&image));
-    let mut tampered = image.clone();
-    tampered[1_000] ^= 0xff;
-    std::fs::write(&stored, &tampered).unwrap();
+    tamper_stored(&fleet, &image);
 
     let offers = format!("/api/v1/admin/firmware/{release}/offers");
     let (status, _) = fleet
@@ -424,15 +430,7 @@ async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_on
     // A newer release whose file was changed on disk after signing: every device refuses it.
     let image = firmware_bytes(100_000, 2);
     let tampered_release = upload(&fleet, "1.2.0", &image);
-    let stored = fleet
-        .app
-        .data_dir
-        .path()
-        .join("firmware")
-        .join(sha256_hex(&image));
-    let mut tampered = image.clone();
-    tampered[50_000] ^= 1;
-    std::fs::write(&stored, &tampered).unwrap();
+    tamper_stored(&fleet, &image);
     let (status, _) = fleet
         .post(
             &format!("/api/v1/admin/firmware/{tampered_release}/offers"),
@@ -455,13 +453,7 @@ async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_on
         states(&fleet, &admin, &ids, &tampered_release).await
     );
 
-    let output = tokio::task::spawn_blocking(move || simulation.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary = finished(simulation).await;
     assert_eq!(summary["ota_offered"], 40, "{summary}");
     assert_eq!(summary["ota_succeeded"], 20, "{summary}");
     assert_eq!(summary["ota_failed"], 20, "{summary}");

@@ -25,6 +25,17 @@ pub(crate) async fn eventually<T>(
     None
 }
 
+/// Waits for `warden device simulate --json` to end well and returns its summary.
+pub(crate) async fn finished(simulation: std::process::Child) -> Value {
+    let output = tokio::task::spawn_blocking(move || simulation.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}: {stderr}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_devices_publish_apply_settings_and_answer_commands() {
     let fleet = Fleet::new().await;
@@ -116,14 +127,8 @@ async fn simulated_devices_publish_apply_settings_and_answer_commands() {
     assert_eq!(answer["status"], "answered");
     assert_eq!(answer["response"]["ok"], true);
 
-    let output = tokio::task::spawn_blocking(move || simulation.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(summary["errors"], 0, "{summary} {stderr}");
+    let summary = finished(simulation).await;
+    assert_eq!(summary["errors"], 0, "{summary}");
     assert_eq!(summary["connected"], 0, "all disconnected at the end");
     assert_eq!(summary["settings_applied"], 1, "{summary}");
     assert_eq!(summary["commands_answered"], 1, "{summary}");
