@@ -195,11 +195,12 @@ pub enum Action {
     KeyRetire,
     FirmwareUpload,
     FirmwareOffer,
+    FirmwareRollout,
     AuditRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 38] = [
         Action::AccountSignup,
         Action::AccountLogin,
         Action::AccountLogout,
@@ -236,6 +237,7 @@ impl Action {
         Action::KeyRetire,
         Action::FirmwareUpload,
         Action::FirmwareOffer,
+        Action::FirmwareRollout,
         Action::AuditRead,
     ];
 
@@ -277,6 +279,7 @@ impl Action {
             Action::KeyRetire => "key.retire",
             Action::FirmwareUpload => "firmware.upload",
             Action::FirmwareOffer => "firmware.offer",
+            Action::FirmwareRollout => "firmware.rollout",
             Action::AuditRead => "audit.read",
         }
     }

@@ -4,12 +4,15 @@
 //! signed as a JWS with a firmware-signing key that is not a CA key and rotates on its own
 //! timeline; devices check the signature with [`Manifest::verify`] before they download, and the
 //! hash before they install. [`OtaState`] is one device's progress through an update, moved only
-//! by the transitions [`OtaState::after`] allows.
+//! by the transitions [`OtaState::after`] allows. [`Policy`] decides a staged rollout's next step
+//! from where its devices stand.
 
 mod manifest;
+mod rollout;
 mod state;
 
 pub use manifest::{MANIFEST_TYPE, Manifest, ManifestError, PublicKey, sign_manifest};
+pub use rollout::{BadStages, Counts, Next, Policy, Stages};
 pub use state::{OtaState, StatusError, StatusReport, TransitionError};
 
 /// A firmware version: semantic versioning 2.0 (`1.4.0`, `2.0.0-rc.1`), compared by its rules.

@@ -90,16 +90,43 @@ async fn offer(
             "devices must name 1 to {MAX_OFFER} devices"
         )));
     }
-    let version = firmware::parse_version(&release.version)
-        .map_err(|error| ApiError::Internal(error.into()))?;
     let mut devices = Vec::with_capacity(request.devices.len());
     for text in &request.devices {
-        let device_id = DeviceId::parse(text)
-            .map_err(|error| ApiError::BadRequest(format!("{text:?}: {error}")))?;
+        devices.push(
+            DeviceId::parse(text)
+                .map_err(|error| ApiError::BadRequest(format!("{text:?}: {error}")))?,
+        );
+    }
+    check_targets(&context, &release, &devices, request.allow_downgrade).await?;
+    let offered = offer_to(&context, &release, &devices, request.allow_downgrade).await?;
+    let ids: Vec<&str> = offered.iter().map(DeviceId::as_str).collect();
+    admin
+        .audit(
+            &context,
+            Action::FirmwareOffer,
+            Target::new("firmware", &release.release_id),
+            json!({ "devices": ids, "version": release.version, "allow_downgrade": request.allow_downgrade }),
+        )
+        .await?;
+    tracing::info!(release = %release.release_id, offered = offered.len(), "firmware offered");
+    Ok((StatusCode::CREATED, Json(json!({ "offered": ids }))))
+}
+
+/// Checks that every one of `devices` exists, is of the release's model, and, unless downgrades
+/// are allowed, runs no newer version.
+pub(crate) async fn check_targets(
+    context: &ApiContext,
+    release: &Release,
+    devices: &[DeviceId],
+    allow_downgrade: bool,
+) -> Result<(), ApiError> {
+    let version = firmware::parse_version(&release.version)
+        .map_err(|error| ApiError::Internal(error.into()))?;
+    for device_id in devices {
         let device = context
             .store
             .devices()
-            .get(&device_id)
+            .get(device_id)
             .await?
             .ok_or_else(|| ApiError::BadRequest(format!("there is no device {device_id}")))?;
         if device.model.as_str() != release.model {
@@ -114,41 +141,46 @@ async fn offer(
             .and_then(|running| firmware::parse_version(running).ok());
         if let Some(running) = running
             && running > version
-            && !request.allow_downgrade
+            && !allow_downgrade
         {
             return Err(ApiError::Conflict(format!(
                 "device {device_id} runs {running}, newer than {version}: a downgrade must be allowed"
             )));
         }
-        devices.push(device_id);
     }
+    Ok(())
+}
+
+/// Offers `release` to the (checked) `devices` not offered it before, and sends each of them the
+/// signed manifest, retained on `devices/{id}/ota`. Returns the devices newly offered it.
+pub(crate) async fn offer_to(
+    context: &ApiContext,
+    release: &Release,
+    devices: &[DeviceId],
+    allow_downgrade: bool,
+) -> Result<Vec<DeviceId>, ApiError> {
     let now = context.identity.clock.now();
     let offered = context
         .store
         .firmware()
-        .offer(&release.release_id, &devices, now)
+        .offer(&release.release_id, devices, now)
         .await?;
-    let message = json!({
-        "release": release.release_id,
-        "manifest": release.manifest,
-        "allow_downgrade": request.allow_downgrade,
-    });
+    let message = offer_message(release, allow_downgrade);
     if let Some(messages) = context.devices.messages() {
         for device_id in &offered {
             messages.ota(device_id, &message).await;
         }
     }
-    let ids: Vec<&str> = offered.iter().map(DeviceId::as_str).collect();
-    admin
-        .audit(
-            &context,
-            Action::FirmwareOffer,
-            Target::new("firmware", &release.release_id),
-            json!({ "devices": ids, "version": release.version, "allow_downgrade": request.allow_downgrade }),
-        )
-        .await?;
-    tracing::info!(release = %release.release_id, offered = offered.len(), "firmware offered");
-    Ok((StatusCode::CREATED, Json(json!({ "offered": ids }))))
+    Ok(offered)
+}
+
+/// What a device is sent on `devices/{id}/ota`.
+pub fn offer_message(release: &Release, allow_downgrade: bool) -> Value {
+    json!({
+        "release": release.release_id,
+        "manifest": release.manifest,
+        "allow_downgrade": allow_downgrade,
+    })
 }
 
 /// `GET /api/v1/devices/{id}/firmware`: the version the device runs and its updates.

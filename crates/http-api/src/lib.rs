@@ -18,6 +18,7 @@ mod oauth;
 mod openapi;
 mod pages;
 mod pki;
+mod rollouts;
 mod throttle;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
 pub use oauth::{active_claims, key_ring};
 pub use pages::current_user;
 pub use pki::{PeerCertificate, PkiContext};
+pub use rollouts::tend_rollouts;
 
 /// What the device API needs besides the database.
 #[derive(Debug)]
@@ -76,6 +78,8 @@ pub trait DeviceMessages: Send + Sync + std::fmt::Debug {
     async fn command(&self, command: &store::CommandRecord);
     /// A firmware offer (the signed manifest), retained on `devices/{id}/ota`.
     async fn ota(&self, device_id: &model::DeviceId, offer: &serde_json::Value);
+    /// Withdraws the retained offer on `devices/{id}/ota` (an aborted rollout).
+    async fn withdraw_ota(&self, device_id: &model::DeviceId);
 }
 
 impl DeviceContext {
@@ -119,6 +123,7 @@ pub fn router(context: ApiContext) -> Router {
         .merge(openapi::routes())
         .merge(pki::routes())
         .merge(firmware::routes())
+        .merge(rollouts::routes())
         .merge(api::routes());
     with_layers(routes, context)
 }

@@ -281,6 +281,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             .set(Arc::new(mqtt::BrokerMessages { broker }));
         tasks.spawn(serve);
     }
+    tasks.spawn(tend_rollouts(context.clone(), shutdown.clone()));
     if let Some(listener) = device_listener {
         tasks.spawn(listen::serve_https(
             listener,
@@ -529,6 +530,21 @@ const REVOCATION_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const THROTTLE_MEMORY: Duration = Duration::from_secs(3600);
 
 /// Deletes expired rows every [`PURGE_INTERVAL`] until shutdown, so that tables stay bounded.
+/// How often running firmware rollouts are looked at.
+const ROLLOUT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Aborts, advances and completes firmware rollouts as their policies say, every
+/// [`ROLLOUT_INTERVAL`]. Every replica may run it: each change is a conditional write, so one
+/// replica makes it (docs/firmware.md).
+async fn tend_rollouts(context: ApiContext, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(ROLLOUT_INTERVAL) => http_api::tend_rollouts(&context).await,
+        }
+    }
+}
+
 async fn purge_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
     let memory = i64::try_from(THROTTLE_MEMORY.as_millis()).unwrap_or(i64::MAX);
     loop {

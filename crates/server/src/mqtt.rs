@@ -226,6 +226,14 @@ impl DeviceMessages for BrokerMessages {
         self.publish(format!("devices/{device_id}/ota"), offer.clone(), true)
             .await;
     }
+
+    async fn withdraw_ota(&self, device_id: &DeviceId) {
+        // An empty retained message removes the retained one (MQTT 3.1.1 section 3.3.1.3).
+        let topic = format!("devices/{device_id}/ota");
+        if let Err(error) = self.broker.publish(&topic, Vec::new(), true).await {
+            tracing::warn!(%error, %topic, "cannot withdraw a firmware offer");
+        }
+    }
 }
 
 /// Proves live MQTT sessions again: every session at each new revocation epoch (a revoked

@@ -40,7 +40,7 @@ pub use devices::{
 };
 pub use error::StoreError;
 pub use events::{Events, RetentionScope, StoredEvent};
-pub use firmware::{DeviceUpdate, Firmware, Release};
+pub use firmware::{DeviceUpdate, Firmware, Release, Rollout};
 pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};

@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_events"),
     migration!(12, "0012_audit"),
     migration!(13, "0013_firmware"),
+    migration!(14, "0014_rollouts"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -74,10 +75,12 @@ pub(crate) const TABLES: &[&str] = &[
     "firmware_keys",
     "firmware_releases",
     "device_updates",
+    "rollouts",
+    "rollout_devices",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 13;
+pub const LATEST_SCHEMA_VERSION: i64 = 14;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

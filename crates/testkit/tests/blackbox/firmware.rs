@@ -461,3 +461,195 @@ async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_on
     // Every device restarted into the new firmware once: a reconnect each.
     assert!(summary["reconnects"].as_u64().unwrap() >= 20, "{summary}");
 }
+
+/// `warden device simulate` for the bundles in `dir`, failing `fail` of the installs.
+fn simulate(fleet: &Fleet, dir: &str, fail: &str, seconds: &str) -> std::process::Child {
+    let addresses = &fleet.app.warden.addresses;
+    testkit::warden_command(&[
+        "device",
+        "simulate",
+        "--bundle",
+        dir,
+        "--broker",
+        &format!("localhost:{}", addresses.mqtt.unwrap().port()),
+        "--device-listener",
+        &format!("localhost:{}", addresses.device.unwrap().port()),
+        "--rate",
+        "0",
+        "--fail-installs",
+        fail,
+        "--duration",
+        seconds,
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+/// Makes `count` devices of `model` with the command line into a new directory.
+fn factory(fleet: &Fleet, model: &str, count: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fleet.admin(&[
+        "device",
+        "create",
+        "--model",
+        model,
+        "--count",
+        count,
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    dir
+}
+
+fn upload_for(fleet: &Fleet, model: &str, version: &str, bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("firmware.bin");
+    std::fs::write(&file, bytes).unwrap();
+    let out = fleet.admin(&[
+        "firmware",
+        "upload",
+        "--model",
+        model,
+        "--version",
+        version,
+        file.to_str().unwrap(),
+    ]);
+    out.lines()
+        .find_map(|line| line.strip_prefix("release_id:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_rollout_completes_and_one_whose_installs_fail_aborts_itself() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let washers = factory(&fleet, "washer-w500", "20");
+    let dryers = factory(&fleet, "dryer-d100", "20");
+    let healthy = simulate(&fleet, washers.path().to_str().unwrap(), "0", "40");
+    let failing = simulate(&fleet, dryers.path().to_str().unwrap(), "1", "40");
+    let washer_release = upload_for(&fleet, "washer-w500", "1.1.0", &firmware_bytes(50_000, 4));
+    let dryer_release = upload_for(&fleet, "dryer-d100", "3.0.0", &firmware_bytes(50_000, 5));
+    let read = async |id: &str| {
+        fleet
+            .get(&format!("/api/v1/admin/rollouts/{id}"), &admin)
+            .await
+            .1
+    };
+
+    // Washers: 10 % by hand, then the rest after a one-second soak.
+    let (status, rollout) = fleet
+        .post(
+            "/api/v1/admin/rollouts",
+            &admin,
+            json!({"release_id": washer_release, "stages": [10, 100]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rollout}");
+    assert_eq!(
+        (rollout["devices"].as_u64(), rollout["offered"].as_u64()),
+        (Some(20), Some(2))
+    );
+    let id = rollout["rollout_id"].as_str().unwrap().to_owned();
+    let first = eventually(20, async || {
+        let rollout = read(&id).await;
+        (rollout["succeeded"] == 2 && rollout["stage"] == 0).then_some(rollout)
+    })
+    .await;
+    assert!(first.is_some(), "{}", read(&id).await);
+    // Without a soak time the next stage waits for an admin.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(read(&id).await["stage"], 0);
+    let step = async |step: &str| {
+        fleet
+            .post(
+                &format!("/api/v1/admin/rollouts/{id}/{step}"),
+                &admin,
+                json!({}),
+            )
+            .await
+    };
+    assert_eq!(step("pause").await.1["state"], "paused");
+    assert_eq!(step("advance").await.0, StatusCode::CONFLICT);
+    assert_eq!(step("resume").await.1["state"], "running");
+    assert_eq!(step("leap").await.0, StatusCode::NOT_FOUND);
+    let (status, advanced) = step("advance").await;
+    assert_eq!(status, StatusCode::OK, "{advanced}");
+    assert_eq!(advanced["offered"], 20);
+    let completed = eventually(30, async || {
+        let rollout = read(&id).await;
+        (rollout["state"] == "completed").then_some(rollout)
+    })
+    .await
+    .expect("the rollout never completed");
+    assert_eq!(
+        (
+            completed["succeeded"].as_u64(),
+            completed["failed"].as_u64()
+        ),
+        (Some(20), Some(0))
+    );
+    assert_eq!(step("abort").await.0, StatusCode::CONFLICT);
+
+    // Dryers whose installs all fail: the first stage crosses the threshold, and the rollout
+    // aborts itself before the other 18 are offered anything.
+    let (status, rollout) = fleet
+        .post(
+            "/api/v1/admin/rollouts",
+            &admin,
+            json!({"release_id": dryer_release, "stages": [10, 100], "soak_seconds": 1, "failure_threshold_percent": 20}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rollout}");
+    let id = rollout["rollout_id"].as_str().unwrap().to_owned();
+    let aborted = eventually(30, async || {
+        let rollout = read(&id).await;
+        (rollout["state"] == "aborted").then_some(rollout)
+    })
+    .await;
+    let aborted = aborted.unwrap_or_else(|| panic!("never aborted"));
+    assert_eq!(
+        (aborted["offered"].as_u64(), aborted["failed"].as_u64()),
+        (Some(2), Some(2)),
+        "{aborted}"
+    );
+    assert!(
+        aborted["reason"].as_str().unwrap().contains("threshold"),
+        "{aborted}"
+    );
+
+    let healthy = finished(healthy).await;
+    assert_eq!(healthy["ota_succeeded"], 20, "{healthy}");
+    let failing = finished(failing).await;
+    assert_eq!(
+        (
+            failing["ota_offered"].as_u64(),
+            failing["ota_failed"].as_u64()
+        ),
+        (Some(2), Some(2)),
+        "{failing}"
+    );
+    // The rollouts' steps are in the audit journal, the automatic ones by the rollouts part.
+    let (_, journal) = fleet
+        .get(
+            "/api/v1/admin/audit?action=firmware.rollout&order=oldest",
+            &admin,
+        )
+        .await;
+    let steps: Vec<&str> = journal["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["detail"]["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "create", "pause", "resume", "advance", "complete", "create", "abort"
+        ]
+    );
+}

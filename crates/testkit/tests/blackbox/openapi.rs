@@ -18,6 +18,8 @@ fn plausible(parameter: &str) -> &'static str {
         "model" => "washer-w500",
         "sha1" => "5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8",
         "release_id" => "fw_0191c0b4a7e87d3c9b1e2f3a4b5c6d7e",
+        "rollout_id" => "ro_0191c0b4a7e87d3c9b1e2f3a4b5c6d7e",
+        "step" => "pause",
         other => panic!("the test has no value for the path parameter {{{other}}}"),
     }
 }
