@@ -97,26 +97,9 @@ impl Device {
     }
 }
 
+/// A release of `bytes` for washers.
 fn upload(fleet: &Fleet, version: &str, bytes: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("firmware.bin");
-    std::fs::write(&file, bytes).unwrap();
-    let out = fleet.admin(&[
-        "firmware",
-        "upload",
-        "--model",
-        "washer-w500",
-        "--version",
-        version,
-        "--notes",
-        "faster spin",
-        file.to_str().unwrap(),
-    ]);
-    out.lines()
-        .find_map(|line| line.strip_prefix("release_id:"))
-        .unwrap()
-        .trim()
-        .to_owned()
+    upload_for(fleet, "washer-w500", version, bytes)
 }
 
 fn firmware_bytes(size: usize, seed: u8) -> Vec<u8> {
@@ -375,26 +358,7 @@ async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_on
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(ids.len(), 20);
-    let addresses = &fleet.app.warden.addresses;
-    let simulation = testkit::warden_command(&[
-        "device",
-        "simulate",
-        "--bundle",
-        out,
-        "--broker",
-        &format!("localhost:{}", addresses.mqtt.unwrap().port()),
-        "--device-listener",
-        &format!("localhost:{}", addresses.device.unwrap().port()),
-        "--rate",
-        "0",
-        "--duration",
-        "30",
-        "--json",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let simulation = simulate(&fleet, out, "0", "30");
 
     // A release for all twenty: each verifies, fetches, installs and restarts into it.
     let image = firmware_bytes(200_000, 1);
