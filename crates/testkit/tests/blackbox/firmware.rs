@@ -341,18 +341,8 @@ async fn states(fleet: &Fleet, admin: &str, ids: &[String], release: &str) -> Ve
 async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_one() {
     let fleet = Fleet::new().await;
     let admin = fleet.person("admin@example.com", "admin").await;
-    let bundles = tempfile::tempdir().unwrap();
+    let bundles = factory(&fleet, "washer-w500", "20");
     let out = bundles.path().to_str().unwrap();
-    fleet.admin(&[
-        "device",
-        "create",
-        "--model",
-        "washer-w500",
-        "--count",
-        "20",
-        "--out",
-        out,
-    ]);
     let ids: Vec<String> = std::fs::read_dir(bundles.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
