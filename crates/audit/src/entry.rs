@@ -174,6 +174,7 @@ pub enum Action {
     DeviceTransfer,
     DeviceClaimCode,
     DeviceSchema,
+    DeviceTags,
     /// A read of a device's data by someone other than its owner.
     DeviceRead,
     /// A request on a device its caller can see but may not do (a technician outside the grant's
@@ -200,7 +201,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 38] = [
+    pub const ALL: [Action; 39] = [
         Action::AccountSignup,
         Action::AccountLogin,
         Action::AccountLogout,
@@ -219,6 +220,7 @@ impl Action {
         Action::DeviceTransfer,
         Action::DeviceClaimCode,
         Action::DeviceSchema,
+        Action::DeviceTags,
         Action::DeviceRead,
         Action::DeviceAccessDenied,
         Action::DeviceSettingsChange,
@@ -261,6 +263,7 @@ impl Action {
             Action::DeviceTransfer => "device.transfer",
             Action::DeviceClaimCode => "device.claim_code",
             Action::DeviceSchema => "device.schema",
+            Action::DeviceTags => "device.tags",
             Action::DeviceRead => "device.read",
             Action::DeviceAccessDenied => "device.access_denied",
             Action::DeviceSettingsChange => "device.settings_change",

@@ -123,15 +123,24 @@ async fn firmware(
             file,
         } => {
             let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
-            let new = server::firmware::NewRelease {
+            let new = firmware::NewRelease {
                 model: &model,
                 version: &version,
                 notes: &notes,
-                file: &file,
             };
-            let release = server::firmware::upload(store, &key, &settings.firmware_dir, &new, now)
+            let content = tokio::fs::File::open(&file)
                 .await
+                .with_context(|| format!("cannot read {}", file.display()))
                 .map_err(Failure::Input)?;
+            let release =
+                server::firmware::upload(store, &key, &settings.firmware_dir, new, content, now)
+                    .await
+                    .map_err(|error| match error {
+                        firmware::UploadError::Failed(error) => {
+                            Failure::Failed(anyhow::anyhow!(error))
+                        }
+                        refused => Failure::Input(refused.into()),
+                    })?;
             println!("release_id: {}", release.release_id);
             println!("model:      {}", release.model);
             println!("version:    {}", release.version);

@@ -309,6 +309,14 @@ pub enum DeviceCommand {
     },
     /// A new claim code for an unowned device (after a release, or a lost label).
     ClaimCode { device_id: String },
+    /// Show a device's tags, or replace them with TAGS (a rollout can target a tag).
+    Tags {
+        device_id: String,
+        tags: Vec<String>,
+        /// Remove every tag.
+        #[arg(long, conflicts_with = "tags")]
+        clear: bool,
+    },
     /// Set a model's JSON Schema for desired settings (or remove it).
     Schema {
         model: String,

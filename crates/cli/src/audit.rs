@@ -201,6 +201,20 @@ pub fn admin_action(command: &AdminCommand) -> Option<(Action, Target, Value)> {
                 target("model", model.as_str()),
                 json!({ "schema": if *remove { "removed" } else { "set" } }),
             ),
+            DeviceCommand::Tags {
+                device_id,
+                tags,
+                clear,
+            } => {
+                if tags.is_empty() && !clear {
+                    return None;
+                }
+                (
+                    Action::DeviceTags,
+                    target("device", device_id.as_str()),
+                    json!({ "tags": tags }),
+                )
+            }
             DeviceCommand::List { .. } => return None,
         },
     })

@@ -97,6 +97,37 @@ pub async fn run(
             }
             println!("{}  {}", code.grouped(), code.label_uri(&device_id));
         }
+        DeviceCommand::Tags {
+            device_id,
+            tags,
+            clear,
+        } => {
+            let device_id = parse_device(&device_id)?;
+            let devices = store.devices();
+            if !tags.is_empty() || clear {
+                let tags = registry::parse_tags(&tags).map_err(|e| Failure::Input(anyhow!(e)))?;
+                if !devices
+                    .set_tags(&device_id, &tags)
+                    .await
+                    .context("cannot store the tags")?
+                {
+                    return Err(Failure::Input(anyhow!("no device {device_id}")));
+                }
+            } else if devices
+                .get(&device_id)
+                .await
+                .context("cannot read the registry")?
+                .is_none()
+            {
+                return Err(Failure::Input(anyhow!("no device {device_id}")));
+            }
+            let tags = devices
+                .tags(&device_id)
+                .await
+                .context("cannot read the tags")?;
+            let tags: Vec<&str> = tags.iter().map(registry::Tag::as_str).collect();
+            println!("{device_id}: {}", tags.join(" "));
+        }
         DeviceCommand::Schema {
             model,
             file,

@@ -8,10 +8,12 @@
 //! from where its devices stand.
 
 mod manifest;
+mod release;
 mod rollout;
 mod state;
 
 pub use manifest::{MANIFEST_TYPE, Manifest, ManifestError, PublicKey, sign_manifest};
+pub use release::{MAX_FIRMWARE_BYTES, MAX_NOTES_BYTES, NewRelease, UploadError};
 pub use rollout::{BadStages, Counts, Next, Policy, Stages};
 pub use state::{OtaState, StatusError, StatusReport, TransitionError};
 

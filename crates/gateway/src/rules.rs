@@ -1,5 +1,5 @@
 //! The rules file: Ory Oathkeeper's access rules (`id`, `match`, `authenticators`, `authorizer`,
-//! `mutators`, `upstream`) plus Warden's `throttle`, in JSON or YAML.
+//! `mutators`, `upstream`) plus Warden's `throttle` and `max_body_bytes`, in JSON or YAML.
 //!
 //! The file is either a list of rules (Oathkeeper's own format, matched with the `regexp`
 //! strategy) or `{"matching_strategy": "regexp" | "glob", "rules": [...]}`. Loading checks
@@ -83,6 +83,8 @@ pub struct Rule {
     pub mutators: Vec<Mutator>,
     pub upstream: Upstream,
     pub limits: Vec<LimitSpec>,
+    /// The largest request body this rule lets through, instead of `gateway.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Who the caller is; tried in order until one is responsible for the request.
@@ -301,6 +303,8 @@ struct RawRule {
     upstream: RawUpstream,
     #[serde(default)]
     throttle: Option<RawThrottle>,
+    #[serde(default)]
+    max_body_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -710,6 +714,10 @@ fn check_rule(
         }
     }
 
+    if raw.max_body_bytes == Some(0) {
+        note("max_body_bytes", "must be at least 1".into());
+    }
+
     if problems > 0 {
         return None;
     }
@@ -722,6 +730,7 @@ fn check_rule(
         mutators,
         upstream: upstream?,
         limits,
+        max_body_bytes: raw.max_body_bytes,
     })
 }
 
@@ -907,6 +916,10 @@ mod tests {
                 &["matching_strategy: must be"],
             ),
             ("- id: r\n", &["rules[0] (id \"r\"): missing field `match`"]),
+            (
+                &one("  max_body_bytes: 0\n"),
+                &["rules[0] (id \"r\").max_body_bytes: must be at least 1"],
+            ),
             (
                 &one("  throttle: { limits: [{ per: tenant, rate: 1/s }] }\n"),
                 &["rules[0] (id \"r\").throttle.limits[0].per: unknown variant `tenant`"],

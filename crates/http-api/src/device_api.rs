@@ -95,6 +95,30 @@ pub async fn authenticate_device(
     }
 }
 
+/// Sends a device that just connected what it must find retained: its desired settings and the
+/// firmware offer it has not finished, from the database. A broker that keeps retained messages
+/// only in memory lost them when it restarted; sending them again is harmless, since a device
+/// takes desired settings by version and an offer once per release.
+pub async fn redeliver(context: &ApiContext, device_id: &DeviceId) -> Result<(), ApiError> {
+    let Some(messages) = context.devices.messages() else {
+        return Ok(());
+    };
+    let state = context.store.devices().state_of(device_id).await?;
+    if state.desired_version > 0 {
+        messages
+            .desired(device_id, state.desired_version, &state.desired)
+            .await;
+    }
+    let firmware = context.store.firmware();
+    if let Some(update) = firmware.open_update(device_id).await?
+        && let Some(release) = firmware.release(&update.release_id).await?
+    {
+        let offer = crate::firmware::offer_message(&release, update.allow_downgrade);
+        messages.ota(device_id, &offer).await;
+    }
+    Ok(())
+}
+
 /// Stores a device's report of its whole state (a JSON object), replacing the last one.
 pub async fn record_report(
     context: &ApiContext,

@@ -39,6 +39,8 @@ pub enum ApiError {
     /// A write that must be conditional came without its condition.
     #[error("{0}")]
     PreconditionRequired(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
     #[error("too many failed attempts; try again in {} s", .retry_after.as_secs().max(1))]
     TooManyAttempts { retry_after: std::time::Duration },
     #[error("{what} is not available right now; try again shortly")]
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::PreconditionRequired(_) => {
                 (StatusCode::PRECONDITION_REQUIRED, "precondition_required")
             }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }

@@ -1,4 +1,5 @@
-//! Firmware over the air (docs/firmware.md). Admins list releases and offer one to devices; an
+//! Firmware over the air (docs/firmware.md). Admins upload releases, list them and offer one to
+//! devices; an
 //! offer is sent to each device on `devices/{id}/ota` (retained) with the signed manifest. On the
 //! device listener a device fetches the firmware-signing keys and the file of a release offered
 //! to it, with `Range` so that a cut download resumes; it reports progress on
@@ -9,30 +10,40 @@ use std::io::SeekFrom;
 
 use audit::{Action, Target};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use firmware::{OtaState, PublicKey, StatusReport};
+use firmware::{MAX_FIRMWARE_BYTES, NewRelease, OtaState, PublicKey, StatusReport, UploadError};
+use futures_util::TryStreamExt;
 use model::DeviceId;
+use model::Timestamp;
 use policy::may;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{DeviceUpdate, Release};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::api::Authorized;
 use crate::api::caller::Admin;
 use crate::device_api::AuthenticatedDevice;
 use crate::{ApiContext, ApiError};
 
-/// Opens stored firmware files; the composition root decides where they are.
+/// Stored firmware files; the composition root decides where they are.
 #[async_trait::async_trait]
 pub trait FirmwareFiles: Send + Sync + std::fmt::Debug {
     /// The file whose SHA-256 is `sha256`, opened for reading.
     async fn open(&self, sha256: &str) -> std::io::Result<tokio::fs::File>;
+    /// Makes a release from `content` (stored under its SHA-256, the manifest signed) and
+    /// stores it.
+    async fn publish(
+        &self,
+        new: NewRelease<'_>,
+        content: &mut (dyn AsyncRead + Send + Unpin),
+        now: Timestamp,
+    ) -> Result<Release, UploadError>;
 }
 
 pub(crate) fn routes() -> Router<ApiContext> {
@@ -40,6 +51,12 @@ pub(crate) fn routes() -> Router<ApiContext> {
         .route("/api/v1/admin/firmware", get(list_releases))
         .route("/api/v1/admin/firmware/{release_id}/offers", post(offer))
         .route("/api/v1/devices/{device_id}/firmware", get(device_updates))
+}
+
+/// The upload, which takes bodies up to `firmware::MAX_FIRMWARE_BYTES` and more time than other
+/// requests (see `crate::router`).
+pub(crate) fn upload_routes() -> Router<ApiContext> {
+    Router::new().route("/api/v1/admin/firmware", post(upload))
 }
 
 pub(crate) fn device_routes() -> Router<ApiContext> {
@@ -56,6 +73,62 @@ async fn list_releases(
     let releases = context.store.firmware().releases(None).await?;
     let items: Vec<Value> = releases.iter().map(release_json).collect();
     Ok(Json(json!({ "releases": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    model: String,
+    version: String,
+    #[serde(default)]
+    notes: String,
+}
+
+/// `POST /api/v1/admin/firmware?model=…&version=…&notes=…`: makes a release from the body (the
+/// firmware file as it is, streamed to disk while it is hashed, never held in memory).
+async fn upload(
+    admin: Admin,
+    State(context): State<ApiContext>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_FIRMWARE_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let mut content = StreamReader::new(stream);
+    let new = NewRelease {
+        model: &query.model,
+        version: &query.version,
+        notes: &query.notes,
+    };
+    let now = context.identity.clock.now();
+    let release = context
+        .devices
+        .firmware_files
+        .publish(new, &mut content, now)
+        .await
+        .map_err(|error| match error {
+            UploadError::Invalid(message) => ApiError::BadRequest(message),
+            UploadError::TooLarge => ApiError::PayloadTooLarge,
+            UploadError::Conflict(message) => ApiError::Conflict(message),
+            UploadError::Failed(error) => ApiError::Internal(error),
+        })?;
+    admin
+        .audit(
+            &context,
+            Action::FirmwareUpload,
+            Target::new("firmware", &release.release_id),
+            json!({ "model": release.model, "version": release.version, "sha256": release.sha256, "size": release.size }),
+        )
+        .await?;
+    tracing::info!(release = %release.release_id, model = %release.model, version = %release.version, "firmware uploaded");
+    Ok((StatusCode::CREATED, Json(release_json(&release))))
 }
 
 #[derive(Deserialize)]
@@ -163,7 +236,7 @@ pub(crate) async fn offer_to(
     let offered = context
         .store
         .firmware()
-        .offer(&release.release_id, devices, now)
+        .offer(&release.release_id, devices, allow_downgrade, now)
         .await?;
     let message = offer_message(release, allow_downgrade);
     if let Some(messages) = context.devices.messages() {
@@ -175,7 +248,7 @@ pub(crate) async fn offer_to(
 }
 
 /// What a device is sent on `devices/{id}/ota`.
-pub fn offer_message(release: &Release, allow_downgrade: bool) -> Value {
+pub(crate) fn offer_message(release: &Release, allow_downgrade: bool) -> Value {
     json!({
         "release": release.release_id,
         "manifest": release.manifest,

@@ -34,7 +34,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 pub use api::caller::token_subject;
 pub use api::subject_of;
 pub use broker_hooks::BrokerSessions;
-pub use device_api::{authenticate_device, record_answer, record_report};
+pub use device_api::{authenticate_device, record_answer, record_report, redeliver};
 pub use error::ApiError;
 pub use firmware::{FirmwareFiles, record_ota_status};
 pub use identity::Identity;
@@ -125,7 +125,7 @@ pub fn router(context: ApiContext) -> Router {
         .merge(firmware::routes())
         .merge(rollouts::routes())
         .merge(api::routes());
-    with_layers(routes, context)
+    with_layers(routes, firmware::upload_routes(), context)
 }
 
 /// What the device listener serves: only requests from clients that proved a certificate from
@@ -138,20 +138,35 @@ pub fn device_router(context: ApiContext) -> Router {
         .merge(firmware::device_routes())
         .merge(broker_hooks::routes())
         .merge(api::internal_routes());
-    with_layers(routes, context)
+    with_layers(routes, Router::new(), context)
 }
 
-fn with_layers(routes: Router<ApiContext>, context: ApiContext) -> Router {
+/// The longest a firmware upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Applies the layers: `routes` take bodies up to `limits.max_body_bytes` within
+/// `limits.request_timeout`; `uploads` check their own (larger) bounds while they stream and
+/// have [`UPLOAD_TIMEOUT`].
+fn with_layers(
+    routes: Router<ApiContext>,
+    uploads: Router<ApiContext>,
+    context: ApiContext,
+) -> Router {
     let limits = context.limits;
     let metrics = context.metrics.clone();
+    let routes = routes
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Refuses a declared oversize body before the handler; the line above bounds streamed ones.
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(layers::timeout(limits.request_timeout));
+    let uploads = uploads
+        .layer(DefaultBodyLimit::disable())
+        .layer(layers::timeout(UPLOAD_TIMEOUT.max(limits.request_timeout)));
     routes
+        .merge(uploads)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(context)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        // Refuses a declared oversize body before routing; the line above bounds streamed ones.
-        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .layer(layers::timeout(limits.request_timeout))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             layers::telemetry,

@@ -13,10 +13,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use firmware::{Counts, Next, OtaState, Policy, Stages};
 use model::DeviceId;
+use registry::{ModelName, Tag};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use store::{Release, Rollout};
+use store::{Release, Rollout, Selection};
 
 use crate::api::caller::Admin;
 use crate::firmware::{check_targets, offer_to};
@@ -40,9 +41,13 @@ pub(crate) fn routes() -> Router<ApiContext> {
 #[serde(deny_unknown_fields)]
 struct NewRollout {
     release_id: String,
-    /// The devices to update; without it, every device of the release's model.
+    /// The devices to update; without it (and without `tag`), every device of the release's
+    /// model.
     #[serde(default)]
     devices: Option<Vec<String>>,
+    /// Every device with this tag (all must be of the release's model).
+    #[serde(default)]
+    tag: Option<String>,
     #[serde(default = "all_at_once")]
     stages: Vec<u8>,
     /// Seconds a finished stage soaks before the next starts on its own; without it, an admin
@@ -80,12 +85,23 @@ async fn create(
         .release(&request.release_id)
         .await?
         .ok_or_else(|| bad(format!("there is no release {}", request.release_id)))?;
-    let mut devices = match &request.devices {
-        Some(list) => list
+    let mut devices = match (&request.devices, &request.tag) {
+        (Some(_), Some(_)) => {
+            return Err(bad("a rollout targets devices or a tag, not both".into()));
+        }
+        (Some(list), None) => list
             .iter()
             .map(|text| DeviceId::parse(text).map_err(|error| bad(format!("{text:?}: {error}"))))
             .collect::<Result<Vec<_>, _>>()?,
-        None => models_devices(&context, &release.model).await?,
+        (None, Some(tag)) => {
+            let tag = Tag::parse(tag).map_err(|error| bad(format!("{tag:?}: {error}")))?;
+            select(&context, Selection::Tag(&tag)).await?
+        }
+        (None, None) => {
+            let model = ModelName::parse(&release.model)
+                .map_err(|error| ApiError::Internal(error.into()))?;
+            select(&context, Selection::Model(&model)).await?
+        }
     };
     devices.sort();
     devices.dedup();
@@ -122,7 +138,7 @@ async fn create(
             &context,
             Action::FirmwareRollout,
             Target::new("rollout", &rollout.rollout_id),
-            json!({ "step": "create", "release": release.release_id, "devices": devices.len(), "stages": rollout.stages, "first_stage_offered": offered }),
+            json!({ "step": "create", "release": release.release_id, "devices": devices.len(), "tag": request.tag, "stages": rollout.stages, "first_stage_offered": offered }),
         )
         .await?;
     Ok((
@@ -132,21 +148,10 @@ async fn create(
 }
 
 /// Every device of `model`, a page at a time.
-async fn models_devices(context: &ApiContext, model: &str) -> Result<Vec<DeviceId>, ApiError> {
-    let mut devices = Vec::new();
-    let mut after: Option<DeviceId> = None;
-    loop {
-        let page = context.store.devices().all(after.as_ref(), 1_000).await?;
-        devices.extend(
-            page.iter()
-                .filter(|device| device.model.as_str() == model)
-                .map(|device| device.device_id.clone()),
-        );
-        match page.last() {
-            Some(last) if page.len() == 1_000 => after = Some(last.device_id.clone()),
-            _ => return Ok(devices),
-        }
-    }
+/// The devices `selection` picks; more than a rollout may target is refused.
+async fn select(context: &ApiContext, selection: Selection<'_>) -> Result<Vec<DeviceId>, ApiError> {
+    let limit = u32::try_from(MAX_TARGET + 1).unwrap_or(u32::MAX);
+    Ok(context.store.devices().select(selection, limit).await?)
 }
 
 /// `GET /api/v1/admin/rollouts/{id}`.

@@ -1,6 +1,8 @@
 //! Retained messages in memory. rmqtt's built-in store is switched off unless its retainer plugin
-//! runs; this turns it on with its own in-memory storage. Retained desired settings are published
-//! again from the database when they change, so losing them with the process loses nothing.
+//! runs; this turns it on with its own in-memory storage. What a device must find retained (its
+//! desired settings, its open firmware offer) is published again from the database when it
+//! changes and when the device connects (`Authority::presence`), so losing it with the process
+//! loses nothing.
 
 use std::time::Duration;
 

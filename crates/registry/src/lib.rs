@@ -18,5 +18,5 @@ pub use command::{CommandName, CommandNameError, CommandStatus};
 pub use credentials::{DeviceHashers, DevicePassword};
 pub use factory::{Factory, FactoryDevice, NewDevice, generate_device_id};
 pub use grant::{GrantError, GrantRequest};
-pub use model_name::{ModelName, ModelNameError};
+pub use model_name::{MAX_TAGS, ModelName, ModelNameError, Tag, TagError, parse_tags};
 pub use state::{SettingsSchema, SettingsSchemaError, check_settings_shape, delta};

@@ -4,24 +4,23 @@
 //! its SHA-256, then signed into a manifest), and the files served to devices.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use firmware::Manifest;
+use firmware::{MAX_FIRMWARE_BYTES, MAX_NOTES_BYTES, Manifest, NewRelease, UploadError};
 use model::Timestamp;
 use pki::KeyEncryptionKey;
 use sha2::{Digest, Sha256};
-use store::{Release, Store};
+use store::{Release, Store, StoreError};
 use tokens::keys::{KeyRing, SigningKey};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// What firmware keys are sealed for (bound as associated data).
 const SEAL_PURPOSE: &str = "firmware-signing";
 /// How long a superseded firmware key stays published: manifests signed with it are kept by
 /// devices and offered again for as long as their release is in use.
 const KEY_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// The largest firmware file taken.
-pub const MAX_FIRMWARE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The firmware-signing keys with their private halves opened.
 pub async fn key_ring(store: &Store, key: &KeyEncryptionKey) -> anyhow::Result<KeyRing> {
@@ -67,31 +66,44 @@ pub async fn ensure_key(
     Ok(Some(kid))
 }
 
-/// What a new release is.
-#[derive(Debug)]
-pub struct NewRelease<'a> {
-    pub model: &'a str,
-    pub version: &'a str,
-    pub notes: &'a str,
-    pub file: &'a Path,
-}
-
-/// Makes a release from a file: checks model and version, copies the file into `dir` under its
-/// SHA-256 (through a temporary name, synced, then renamed), signs the manifest and stores the
-/// release. The same model and version twice is refused, and so is an empty or oversized file.
+/// Makes a release from `content`: checks model, version and notes, copies the content into
+/// `dir` under its SHA-256 (through a temporary name, synced, then renamed), signs the manifest
+/// and stores the release. The same model and version twice is refused, and so is an empty or
+/// oversized file; a refused upload leaves nothing behind.
 pub async fn upload(
     store: &Store,
     key: &KeyEncryptionKey,
     dir: &Path,
-    new: &NewRelease<'_>,
+    new: NewRelease<'_>,
+    content: impl AsyncRead + Unpin,
     now: Timestamp,
-) -> anyhow::Result<Release> {
-    registry::ModelName::parse(new.model).map_err(|error| anyhow::anyhow!("{error}"))?;
-    let version = firmware::parse_version(new.version).map_err(|error| anyhow::anyhow!(error))?;
+) -> Result<Release, UploadError> {
+    let failed = |error: anyhow::Error| UploadError::Failed(error.into());
+    registry::ModelName::parse(new.model)
+        .map_err(|error| UploadError::Invalid(error.to_string()))?;
+    let version = firmware::parse_version(new.version).map_err(UploadError::Invalid)?;
+    if new.notes.len() > MAX_NOTES_BYTES {
+        return Err(UploadError::Invalid(format!(
+            "the notes are longer than {MAX_NOTES_BYTES} bytes"
+        )));
+    }
+    let duplicate =
+        |model: &str| UploadError::Conflict(format!("{model} already has a release {version}"));
+    let existing = store
+        .firmware()
+        .releases(Some(new.model))
+        .await
+        .map_err(|error| failed(error.into()))?;
+    if existing.iter().any(|release| {
+        firmware::parse_version(&release.version).is_ok_and(|known| known == version)
+    }) {
+        return Err(duplicate(new.model));
+    }
     tokio::fs::create_dir_all(dir)
         .await
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let (sha256, size) = copy_hashed(new.file, dir).await?;
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .map_err(failed)?;
+    let (sha256, size) = copy_hashed(content, dir).await?;
     let release_id = format!("fw_{}", uuid::Uuid::now_v7().simple());
     let manifest = Manifest {
         release: release_id.clone(),
@@ -102,9 +114,13 @@ pub async fn upload(
         url: format!("/device/firmware/{release_id}"),
         iat: now.unix_millis().div_euclid(1000),
     };
-    ensure_key(store, key, now, false).await?;
-    let ring = key_ring(store, key).await?;
-    let signed = firmware::sign_manifest(&ring, now, &manifest)?;
+    let signed = async {
+        ensure_key(store, key, now, false).await?;
+        let ring = key_ring(store, key).await?;
+        firmware::sign_manifest(&ring, now, &manifest).map_err(anyhow::Error::from)
+    }
+    .await
+    .map_err(failed)?;
     let release = Release {
         release_id,
         model: manifest.model,
@@ -115,38 +131,52 @@ pub async fn upload(
         manifest: signed,
         created_at: now,
     };
-    store.firmware().insert_release(&release).await?;
-    Ok(release)
+    match store.firmware().insert_release(&release).await {
+        Ok(()) => Ok(release),
+        Err(StoreError::Conflict { .. }) => Err(duplicate(new.model)),
+        Err(error) => Err(failed(error.into())),
+    }
 }
 
-/// Copies `file` into `dir` named by its SHA-256; returns the hash and the size.
-async fn copy_hashed(file: &Path, dir: &Path) -> anyhow::Result<(String, u64)> {
-    let mut input = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("cannot read {}", file.display()))?;
+/// Copies `content` into `dir` named by its SHA-256; returns the hash and the size.
+async fn copy_hashed(
+    mut content: impl AsyncRead + Unpin,
+    dir: &Path,
+) -> Result<(String, u64), UploadError> {
+    let failed = |error: anyhow::Error| UploadError::Failed(error.into());
     let temporary = dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
     let mut output = tokio::fs::File::create(&temporary)
         .await
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
+        .with_context(|| format!("cannot write {}", temporary.display()))
+        .map_err(failed)?;
     let copied = async {
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buffer = vec![0; 64 * 1024];
         loop {
-            let read = input.read(&mut buffer).await?;
+            let read = content.read(&mut buffer).await.map_err(|error| {
+                UploadError::Invalid(format!("the file could not be read: {error}"))
+            })?;
             if read == 0 {
                 break;
             }
             size += read as u64;
-            anyhow::ensure!(
-                size <= MAX_FIRMWARE_BYTES,
-                "the file is larger than {MAX_FIRMWARE_BYTES} bytes"
-            );
+            if size > MAX_FIRMWARE_BYTES {
+                return Err(UploadError::TooLarge);
+            }
             hasher.update(&buffer[..read]);
-            output.write_all(&buffer[..read]).await?;
+            output
+                .write_all(&buffer[..read])
+                .await
+                .map_err(|error| failed(error.into()))?;
         }
-        anyhow::ensure!(size > 0, "the file is empty");
-        output.sync_all().await?;
+        if size == 0 {
+            return Err(UploadError::Invalid("the file is empty".into()));
+        }
+        output
+            .sync_all()
+            .await
+            .map_err(|error| failed(error.into()))?;
         Ok((hex::encode(hasher.finalize()), size))
     }
     .await;
@@ -154,7 +184,8 @@ async fn copy_hashed(file: &Path, dir: &Path) -> anyhow::Result<(String, u64)> {
         Ok((sha256, size)) => {
             tokio::fs::rename(&temporary, dir.join(&sha256))
                 .await
-                .context("cannot put the firmware file in place")?;
+                .context("cannot put the firmware file in place")
+                .map_err(failed)?;
             Ok((sha256, size))
         }
         Err(error) => {
@@ -164,10 +195,13 @@ async fn copy_hashed(file: &Path, dir: &Path) -> anyhow::Result<(String, u64)> {
     }
 }
 
-/// Firmware files in a directory, named by their SHA-256.
+/// Firmware files in a directory, named by their SHA-256, and the releases made from uploads.
 #[derive(Debug)]
 pub struct DiskFiles {
     pub dir: PathBuf,
+    pub store: Store,
+    /// Opens the firmware-signing keys.
+    pub key: Arc<KeyEncryptionKey>,
 }
 
 #[async_trait::async_trait]
@@ -181,5 +215,14 @@ impl http_api::FirmwareFiles for DiskFiles {
             ));
         }
         tokio::fs::File::open(self.dir.join(sha256)).await
+    }
+
+    async fn publish(
+        &self,
+        new: NewRelease<'_>,
+        content: &mut (dyn AsyncRead + Send + Unpin),
+        now: Timestamp,
+    ) -> Result<Release, UploadError> {
+        upload(&self.store, &self.key, &self.dir, new, content, now).await
     }
 }

@@ -100,7 +100,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let breached_passwords = open_breached_passwords(settings).await?;
     let store = open_store(settings).await?;
 
-    let pki_key = ca::encryption_key(&settings.pki, data_dir)?;
+    let pki_key = Arc::new(ca::encryption_key(&settings.pki, data_dir)?);
     let certificate_authority = ca::load_or_create(&store, &pki_key, clock.now()).await?;
     let tls_files = TlsFiles::in_data_dir(data_dir);
     if let Some(issued) = tls::ensure_server_certificate(
@@ -182,6 +182,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         broker_sessions: BrokerSessions::default(),
         firmware_files: Arc::new(firmware::DiskFiles {
             dir: settings.firmware_dir.clone(),
+            store: store.clone(),
+            key: pki_key.clone(),
         }),
     });
     let oauth = Arc::new(oauth);

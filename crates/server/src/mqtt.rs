@@ -1,7 +1,8 @@
 //! The built-in MQTT broker wired to the rest of Warden: who connects (a device by certificate and
 //! password, a person or service by access token), the registry's facts for the policy, what the
-//! broker lets in (reported state, command answers), presence, and delivery of desired settings
-//! and commands from the HTTP API to devices.
+//! broker lets in (reported state, command answers), presence (a device that connects is sent its
+//! retained messages again), and delivery of desired settings and commands from the HTTP API to
+//! devices.
 
 use async_trait::async_trait;
 use events::{Event, MessageProperties};
@@ -180,6 +181,9 @@ impl Authority for BrokerAuthority {
             .await
         {
             tracing::warn!(%error, %device_id, "cannot record presence");
+        }
+        if online && let Err(error) = http_api::redeliver(&self.context, device_id).await {
+            tracing::warn!(%error, %device_id, "cannot send a device its retained messages again");
         }
     }
 }

@@ -7,13 +7,20 @@
 use model::{DeviceId, Timestamp, UserId};
 use pki::IssuedCertificate;
 use policy::{ActionSet, DeviceRelation, GrantTerms, Permission, Permit, may};
-use registry::{CommandName, CommandStatus, ModelName, NewDevice};
+use registry::{CommandName, CommandStatus, ModelName, NewDevice, Tag};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::StoreError;
 use crate::grants::raise_revocation_epoch;
+
+/// Which devices an operator picks, for example as a rollout's target.
+#[derive(Clone, Copy, Debug)]
+pub enum Selection<'a> {
+    Model(&'a ModelName),
+    Tag(&'a Tag),
+}
 
 /// A device as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +200,78 @@ impl<'a> Devices<'a> {
             .fetch_all(self.pool)
             .await?;
         rows.iter().map(decode_device).collect()
+    }
+
+    /// The ids of the devices `selection` picks, in id order, at most `limit` of them.
+    pub async fn select(
+        &self,
+        selection: Selection<'_>,
+        limit: u32,
+    ) -> Result<Vec<DeviceId>, StoreError> {
+        let (query, value) = match selection {
+            Selection::Model(model) => (
+                "SELECT device_id FROM devices WHERE model = $1 ORDER BY device_id LIMIT $2",
+                model.as_str(),
+            ),
+            Selection::Tag(tag) => (
+                "SELECT device_id FROM device_tags WHERE tag = $1 ORDER BY device_id LIMIT $2",
+                tag.as_str(),
+            ),
+        };
+        let rows = sqlx::query(query)
+            .bind(value)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("device_id")?;
+                DeviceId::parse(&id)
+                    .map_err(|error| StoreError::corrupt("devices", "device_id", error))
+            })
+            .collect()
+    }
+
+    /// A device's tags, in order.
+    pub async fn tags(&self, device_id: &DeviceId) -> Result<Vec<Tag>, StoreError> {
+        let rows = sqlx::query("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
+            .bind(device_id.as_str())
+            .fetch_all(self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let tag: String = row.try_get("tag")?;
+                Tag::parse(&tag).map_err(|error| StoreError::corrupt("device_tags", "tag", error))
+            })
+            .collect()
+    }
+
+    /// Replaces a device's tags with `tags`. Returns false when there is no such device.
+    pub async fn set_tags(&self, device_id: &DeviceId, tags: &[Tag]) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT device_id FROM devices WHERE device_id = $1")
+            .bind(device_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+            .bind(device_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(device_id.as_str())
+            .bind(tag.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The facts the policy decides on: the owner and the grants that may still admit someone.

@@ -31,6 +31,8 @@ pub struct DeviceUpdate {
     pub reason: Option<String>,
     pub offered_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The offer lets the device go to an older version than it runs.
+    pub allow_downgrade: bool,
 }
 
 /// The firmware tables; obtained from [`crate::Store::firmware`].
@@ -42,7 +44,7 @@ pub struct Firmware<'a> {
 const RELEASE_COLUMNS: &str =
     "release_id, model, version, size, sha256, notes, manifest, created_at";
 const UPDATE_COLUMNS: &str =
-    "device_id, release_id, state, progress, reason, offered_at, updated_at";
+    "device_id, release_id, state, progress, reason, offered_at, updated_at, allow_downgrade";
 
 impl<'a> Firmware<'a> {
     pub(crate) fn new(pool: &'a AnyPool) -> Self {
@@ -102,19 +104,22 @@ impl<'a> Firmware<'a> {
         &self,
         release_id: &str,
         devices: &[DeviceId],
+        allow_downgrade: bool,
         now: Timestamp,
     ) -> Result<Vec<DeviceId>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut offered = Vec::new();
         for device_id in devices {
             let inserted = sqlx::query(&format!(
-                "INSERT INTO device_updates ({UPDATE_COLUMNS}) VALUES ($1, $2, $3, NULL, NULL, $4, $4) \
+                "INSERT INTO device_updates ({UPDATE_COLUMNS}) \
+                 VALUES ($1, $2, $3, NULL, NULL, $4, $4, $5) \
                  ON CONFLICT (device_id, release_id) DO NOTHING"
             ))
             .bind(device_id.as_str())
             .bind(release_id)
             .bind(OtaState::Offered.as_str())
             .bind(now.unix_millis())
+            .bind(i64::from(allow_downgrade))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -136,6 +141,24 @@ impl<'a> Firmware<'a> {
         ))
         .bind(device_id.as_str())
         .bind(release_id)
+        .fetch_optional(self.pool)
+        .await?;
+        row.as_ref().map(update_of).transpose()
+    }
+
+    /// The newest update of a device that is not over yet: the offer it is still to act on.
+    pub async fn open_update(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Option<DeviceUpdate>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {UPDATE_COLUMNS} FROM device_updates WHERE device_id = $1 AND state IN ($2, $3, $4) \
+             ORDER BY offered_at DESC, release_id DESC LIMIT 1"
+        ))
+        .bind(device_id.as_str())
+        .bind(OtaState::Offered.as_str())
+        .bind(OtaState::Downloading.as_str())
+        .bind(OtaState::Installing.as_str())
         .fetch_optional(self.pool)
         .await?;
         row.as_ref().map(update_of).transpose()
@@ -436,6 +459,7 @@ fn update_of(row: &AnyRow) -> Result<DeviceUpdate, StoreError> {
     let device_id: String = row.try_get("device_id")?;
     let state: String = row.try_get("state")?;
     let progress: Option<i64> = row.try_get("progress")?;
+    let downgrade: i64 = row.try_get("allow_downgrade")?;
     Ok(DeviceUpdate {
         device_id: DeviceId::parse(&device_id)
             .map_err(|error| StoreError::corrupt("device_updates", "device_id", error))?,
@@ -446,5 +470,6 @@ fn update_of(row: &AnyRow) -> Result<DeviceUpdate, StoreError> {
         reason: row.try_get("reason")?,
         offered_at: Timestamp::from_unix_millis(row.try_get("offered_at")?),
         updated_at: Timestamp::from_unix_millis(row.try_get("updated_at")?),
+        allow_downgrade: downgrade != 0,
     })
 }

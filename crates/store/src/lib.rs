@@ -37,6 +37,7 @@ pub use certificates::{CertificateRecord, Certificates, StoredCa};
 pub use clients::OAuthClients;
 pub use devices::{
     AnswerOutcome, ClaimOutcome, CommandRecord, DeviceRecord, DeviceState, Devices, GrantRecord,
+    Selection,
 };
 pub use error::StoreError;
 pub use events::{Events, RetentionScope, StoredEvent};

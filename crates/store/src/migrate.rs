@@ -42,6 +42,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_audit"),
     migration!(13, "0013_firmware"),
     migration!(14, "0014_rollouts"),
+    migration!(15, "0015_device_tags"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -77,10 +78,11 @@ pub(crate) const TABLES: &[&str] = &[
     "device_updates",
     "rollouts",
     "rollout_devices",
+    "device_tags",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 14;
+pub const LATEST_SCHEMA_VERSION: i64 = 15;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -47,7 +47,10 @@ impl TestApp {
         let settings = config
             .validate()
             .unwrap_or_else(|e| panic!("test settings invalid: {e:?}"));
-        let clock = ManualClock::new(SystemClock.now());
+        Self::start(settings, ManualClock::new(SystemClock.now()), data_dir).await
+    }
+
+    async fn start(settings: Settings, clock: ManualClock, data_dir: TempDir) -> Self {
         let warden = server::start(&settings, Arc::new(clock.clone()))
             .await
             .unwrap();
@@ -165,6 +168,21 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.warden.shutdown().await;
+    }
+
+    /// Stops this Warden and starts it again on the same data directory and settings, as after
+    /// a restart of the process: what it kept in memory only (retained MQTT messages, caches) is
+    /// gone. Listeners come up on new ports.
+    pub async fn restart(self) -> Self {
+        let Self {
+            warden,
+            settings,
+            clock,
+            data_dir,
+            ..
+        } = self;
+        warden.shutdown().await;
+        Self::start(settings, clock, data_dir).await
     }
 }
 

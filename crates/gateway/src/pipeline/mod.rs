@@ -387,23 +387,6 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
     request
         .extensions_mut()
         .insert(http_api::RequestId(request_id.clone()));
-    let max_body = gateway.inner.settings.max_body_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max_body as u64) {
-        return Refusal::new(
-            Decision::Denied,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large".into(),
-        )
-        .into_response(&request_id);
-    }
-    // A body streamed without a declared length is cut off at the limit on its way.
-    let request = request.map(|body| Body::new(Limited::new(body, max_body)));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let span =
@@ -437,10 +420,18 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
             )),
         ),
         Some((rule, captures)) => {
-            let outcome = gateway
-                .pass(rule, &captures, &loaded, request)
-                .instrument(span.clone())
-                .await;
+            let max_body = rule
+                .max_body_bytes
+                .unwrap_or(gateway.inner.settings.max_body_bytes as u64);
+            let outcome = match limit_body(request, max_body) {
+                Ok(request) => {
+                    gateway
+                        .pass(rule, &captures, &loaded, request)
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(refusal) => Err(refusal),
+            };
             (rule.id.clone(), outcome)
         }
     };
@@ -473,6 +464,26 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
         );
     });
     response
+}
+
+/// Refuses a body declared larger than `max_body` bytes; one streamed without a declared length
+/// is cut off at the limit on its way.
+fn limit_body(request: Request, max_body: u64) -> Result<Request, Refusal> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body) {
+        return Err(Refusal::new(
+            Decision::Denied,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large".into(),
+        ));
+    }
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    Ok(request.map(|body| Body::new(Limited::new(body, limit))))
 }
 
 impl Gateway {

@@ -1,6 +1,6 @@
 //! The maker's device administration (admin only; no gateway rule exposes it): making devices
 //! with their secrets and certificates, listing them, new claim codes, certificates from a
-//! device's own key (CSR), and each model's settings schema.
+//! device's own key (CSR), each device's tags, and each model's settings schema.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use model::DeviceId;
 use pki::{CheckedCsr, Requester};
 use registry::factory::MAX_BATCH;
-use registry::{ClaimCode, Factory, FactoryDevice, ModelName, SettingsSchema};
+use registry::{ClaimCode, Factory, FactoryDevice, ModelName, SettingsSchema, Tag};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -209,6 +209,55 @@ pub(crate) async fn new_claim_code(
             "claim_label": code.label_uri(&device_id),
         })),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tags {
+    tags: Vec<String>,
+}
+
+/// `GET /api/v1/admin/devices/{id}/tags`.
+pub(crate) async fn tags(
+    _admin: Admin,
+    State(context): State<ApiContext>,
+    Path(device_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let device_id = DeviceId::parse(&device_id).map_err(|_| ApiError::NotFound)?;
+    let devices = context.store.devices();
+    devices.get(&device_id).await?.ok_or(ApiError::NotFound)?;
+    let tags = devices.tags(&device_id).await?;
+    Ok(Json(tags_json(&device_id, &tags)))
+}
+
+/// `PUT /api/v1/admin/devices/{id}/tags`: replaces the device's tags (an empty list removes
+/// them all).
+pub(crate) async fn set_tags(
+    admin: Admin,
+    State(context): State<ApiContext>,
+    Path(device_id): Path<String>,
+    Json(request): Json<Tags>,
+) -> Result<Json<Value>, ApiError> {
+    let device_id = DeviceId::parse(&device_id).map_err(|_| ApiError::NotFound)?;
+    let tags = registry::parse_tags(&request.tags).map_err(ApiError::BadRequest)?;
+    if !context.store.devices().set_tags(&device_id, &tags).await? {
+        return Err(ApiError::NotFound);
+    }
+    let answer = tags_json(&device_id, &tags);
+    admin
+        .audit(
+            &context,
+            audit::Action::DeviceTags,
+            audit::Target::new("device", device_id.as_str()),
+            json!({ "tags": answer["tags"] }),
+        )
+        .await?;
+    Ok(Json(answer))
+}
+
+fn tags_json(device_id: &DeviceId, tags: &[Tag]) -> Value {
+    let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    json!({ "device_id": device_id.as_str(), "tags": tags })
 }
 
 /// A certificate for a device's own key: the body is its PKCS#10 request (PEM or DER) naming

@@ -33,6 +33,10 @@ pub(crate) fn routes() -> Router<ApiContext> {
             post(factory::new_claim_code),
         )
         .route(
+            "/api/v1/admin/devices/{device_id}/tags",
+            get(factory::tags).put(factory::set_tags),
+        )
+        .route(
             "/api/v1/admin/devices/{device_id}/certificate",
             post(factory::issue_certificate),
         )

@@ -103,6 +103,19 @@ impl Fleet {
         fleet
     }
 
+    /// The same fleet after a restart of its Warden (tokens issued before name the old address
+    /// as their issuer, so callers log in again).
+    pub(crate) async fn restart(self) -> Self {
+        let client_id = self.console_id();
+        let app = self.app.restart().await;
+        let console = Some(discover(&app, &client_id).await);
+        Self {
+            app,
+            console,
+            database_url: self.database_url,
+        }
+    }
+
     fn console(&self) -> &Client {
         self.console.as_ref().unwrap()
     }

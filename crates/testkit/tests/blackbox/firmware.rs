@@ -607,3 +607,270 @@ async fn a_staged_rollout_completes_and_one_whose_installs_fail_aborts_itself() 
         ]
     );
 }
+
+/// `POST /api/v1/admin/firmware` with `query` and `body` as `token`.
+async fn upload_over_api(
+    fleet: &Fleet,
+    token: &str,
+    query: &str,
+    body: reqwest::Body,
+) -> (StatusCode, Value) {
+    let response = fleet
+        .app
+        .client
+        .post(fleet.app.url(&format!("/api/v1/admin/firmware?{query}")))
+        .bearer_auth(token)
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The names in the firmware directory.
+fn stored_files(fleet: &Fleet) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fleet.app.data_dir.path().join("firmware"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_are_uploaded_through_the_api_and_a_rollout_targets_a_tag() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let customer = fleet.person("customer@example.com", "customer").await;
+
+    // Three MiB, past the gateway's usual body limit, sent in chunks without a declared length.
+    let image = firmware_bytes(3 * 1024 * 1024, 11);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = image
+        .chunks(64 * 1024)
+        .map(|chunk| Ok(chunk.to_vec()))
+        .collect();
+    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let (status, release) = upload_over_api(
+        &fleet,
+        &admin,
+        "model=washer-w500&version=1.1.0&notes=Quieter%20spin",
+        streamed,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{release}");
+    assert_eq!(release["sha256"], sha256_hex(&image));
+    assert_eq!(release["size"], image.len());
+    assert_eq!(release["notes"], "Quieter spin");
+    let release_id = release["release_id"].as_str().unwrap().to_owned();
+    assert_eq!(stored_files(&fleet), [sha256_hex(&image)]);
+
+    // Refusals change nothing: not an admin, the same version again, bad query, empty file.
+    let small = || reqwest::Body::from(firmware_bytes(1_000, 1));
+    let refusals = [
+        (
+            &customer,
+            "model=washer-w500&version=1.2.0",
+            small(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &admin,
+            "model=washer-w500&version=1.1.0",
+            small(),
+            StatusCode::CONFLICT,
+        ),
+        (
+            &admin,
+            "model=washer-w500&version=1.2",
+            small(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            "model=Washer&version=1.2.0",
+            small(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (&admin, "version=1.2.0", small(), StatusCode::BAD_REQUEST),
+        (
+            &admin,
+            "model=washer-w500&version=1.2.0&color=red",
+            small(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            "model=washer-w500&version=1.2.0",
+            reqwest::Body::from(Vec::new()),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (token, query, body, expected) in refusals {
+        let (status, answer) = upload_over_api(&fleet, token, query, body).await;
+        assert_eq!(status, expected, "{query}: {answer}");
+    }
+    assert_eq!(stored_files(&fleet), [sha256_hex(&image)]);
+    let (_, releases) = fleet.get("/api/v1/admin/firmware", &admin).await;
+    assert_eq!(releases["releases"].as_array().unwrap().len(), 1);
+    // The raised limit is the upload's alone.
+    let oversized = fleet
+        .app
+        .client
+        .post(fleet.app.url("/api/v1/admin/devices"))
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Three of six washers are tagged (two over the API, one on the command line); a rollout to
+    // the tag offers the release to them only.
+    let devices = fleet.make_devices(&admin, 6).await;
+    let ids: Vec<String> = devices.iter().map(|device| id(device).to_owned()).collect();
+    let shown = fleet.admin(&["device", "tags", &ids[2], "region-eu", "beta"]);
+    assert_eq!(shown.trim(), format!("{}: beta region-eu", ids[2]));
+    for device_id in &ids[..2] {
+        let (status, tags) = fleet
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/admin/devices/{device_id}/tags"),
+                &admin,
+                Some(json!({"tags": ["beta", "region-eu", "beta"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tags}");
+        assert_eq!(tags["tags"], json!(["beta", "region-eu"]));
+    }
+    let tags_of = |device_id: &str| format!("/api/v1/admin/devices/{device_id}/tags");
+    for (body, expected) in [
+        (json!({"tags": ["Beta"]}), StatusCode::BAD_REQUEST),
+        (json!({"tags": vec!["x"; 33]}), StatusCode::BAD_REQUEST),
+        (json!({"labels": []}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, answer) = fleet
+            .call(reqwest::Method::PUT, &tags_of(&ids[0]), &admin, Some(body))
+            .await;
+        assert_eq!(status, expected, "{answer}");
+    }
+    let (status, _) = fleet
+        .call(
+            reqwest::Method::PUT,
+            &tags_of("dev_unknown"),
+            &admin,
+            Some(json!({"tags": ["beta"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, tags) = fleet.get(&tags_of(&ids[0]), &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tags["tags"], json!(["beta", "region-eu"]));
+    assert_eq!(
+        fleet.get(&tags_of(&ids[5]), &admin).await.1["tags"],
+        json!([])
+    );
+    assert_eq!(
+        fleet.get(&tags_of(&ids[0]), &customer).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let (status, answer) = fleet
+        .post(
+            "/api/v1/admin/rollouts",
+            &admin,
+            json!({"release_id": release_id, "tag": "beta", "devices": [ids[4]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, rollout) = fleet
+        .post(
+            "/api/v1/admin/rollouts",
+            &admin,
+            json!({"release_id": release_id, "tag": "beta"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rollout}");
+    assert_eq!(
+        (rollout["devices"].as_u64(), rollout["offered"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let offered = states(&fleet, &admin, &ids, &release_id).await;
+    assert_eq!(offered, ["offered", "offered", "offered", "", "", ""]);
+
+    // The upload and the tags are in the audit journal.
+    for (action, count) in [("firmware.upload", 1), ("device.tags", 3)] {
+        let (_, journal) = fleet
+            .get(&format!("/api/v1/admin/audit?action={action}"), &admin)
+            .await;
+        assert_eq!(
+            journal["entries"].as_array().unwrap().len(),
+            count,
+            "{action}: {journal}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_connects_after_a_restart_gets_its_offer_and_desired_settings() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, &devices[0]).await.0, StatusCode::OK);
+    let device_id = id(&devices[0]).to_owned();
+    let (status, _) = fleet
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/devices/{device_id}/state/desired"),
+            &owner,
+            Some(json!({"temperature": 40})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let release = upload(&fleet, "1.1.0", &firmware_bytes(10_000, 3));
+    let (status, _) = fleet
+        .post(
+            &format!("/api/v1/admin/firmware/{release}/offers"),
+            &admin,
+            json!({"devices": [device_id], "allow_downgrade": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The broker kept both retained in memory only; after the restart they come from the
+    // database when the device connects.
+    let fleet = fleet.restart().await;
+    let mut device = Device::connect(&fleet, &devices[0]).await;
+    let offer = device.offer().await;
+    assert_eq!(offer["release"], release.as_str());
+    assert_eq!(offer["allow_downgrade"], true);
+    assert_eq!(device.manifest(&offer).await.version, "1.1.0");
+    let desired = format!("devices/{device_id}/state/desired");
+    assert_eq!(
+        subscribe(&device.mqtt, &mut device.events, &[&desired]).await,
+        [true]
+    );
+    let settings: Value = next(&mut device.events, |packet| match packet {
+        Packet::Publish(message) if message.topic == desired => {
+            serde_json::from_slice(&message.payload).ok()
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        settings,
+        json!({"version": 1, "settings": {"temperature": 40}})
+    );
+
+    // A finished update is not offered again.
+    device
+        .report(json!({"release": release, "state": "succeeded"}))
+        .await;
+    let fleet = fleet.restart().await;
+    let mut device = Device::connect(&fleet, &devices[0]).await;
+    let nothing = tokio::time::timeout(std::time::Duration::from_secs(2), device.offer()).await;
+    assert!(nothing.is_err(), "offered again: {nothing:?}");
+}

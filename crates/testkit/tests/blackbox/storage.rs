@@ -828,6 +828,131 @@ async fn events_are_stored_once_paged_filtered_and_expired(backend: &str) {
     assert!(store.check_integrity().await.unwrap().is_ok());
 }
 
+async fn devices_are_tagged_and_selected_and_an_open_update_is_found(backend: &str) {
+    use model::DeviceId;
+    use registry::{ModelName, NewDevice, Tag};
+    use store::Selection;
+
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let at = Timestamp::from_unix_millis;
+    let washer = ModelName::parse("washer-w500").unwrap();
+    let dryer = ModelName::parse("dryer-d100").unwrap();
+    let ids: Vec<DeviceId> = (0..4)
+        .map(|i| DeviceId::parse(&format!("device-{i}")).unwrap())
+        .collect();
+    let new: Vec<NewDevice> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, device_id)| NewDevice {
+            device_id: device_id.clone(),
+            model: if i < 3 { washer.clone() } else { dryer.clone() },
+            password_hash: "h".into(),
+            claim_code_hash: format!("c{i}"),
+            created_at: at(0),
+        })
+        .collect();
+    let devices = store.devices();
+    devices.create(&new, &[]).await.unwrap();
+    let beta = Tag::parse("beta").unwrap();
+    let eu = Tag::parse("region-eu").unwrap();
+    assert!(
+        devices
+            .set_tags(&ids[1], &[beta.clone(), eu.clone()])
+            .await
+            .unwrap()
+    );
+    assert!(
+        devices
+            .set_tags(&ids[3], std::slice::from_ref(&beta))
+            .await
+            .unwrap()
+    );
+    let unknown = DeviceId::parse("device-9").unwrap();
+    assert!(
+        !devices
+            .set_tags(&unknown, std::slice::from_ref(&beta))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        devices.tags(&ids[1]).await.unwrap(),
+        [beta.clone(), eu.clone()]
+    );
+    assert_eq!(
+        devices.select(Selection::Tag(&beta), 10).await.unwrap(),
+        [ids[1].clone(), ids[3].clone()]
+    );
+    assert_eq!(
+        devices.select(Selection::Model(&washer), 10).await.unwrap(),
+        ids[..3]
+    );
+    assert_eq!(
+        devices.select(Selection::Model(&washer), 2).await.unwrap(),
+        ids[..2]
+    );
+    // Replacing drops what is not named again.
+    assert!(
+        devices
+            .set_tags(&ids[1], std::slice::from_ref(&eu))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        devices.select(Selection::Tag(&beta), 10).await.unwrap(),
+        [ids[3].clone()]
+    );
+    assert!(devices.set_tags(&ids[1], &[]).await.unwrap());
+    assert!(devices.tags(&ids[1]).await.unwrap().is_empty());
+
+    // The open update of a device is its newest one not finished, with how it was offered.
+    let firmware = store.firmware();
+    let release = |id: &str, version: &str| store::Release {
+        release_id: id.into(),
+        model: washer.to_string(),
+        version: version.into(),
+        size: 1,
+        sha256: "00".repeat(32),
+        notes: String::new(),
+        manifest: "m".into(),
+        created_at: at(0),
+    };
+    firmware
+        .insert_release(&release("fw_a", "1.0.0"))
+        .await
+        .unwrap();
+    firmware
+        .insert_release(&release("fw_b", "0.9.0"))
+        .await
+        .unwrap();
+    assert_eq!(firmware.open_update(&ids[0]).await.unwrap(), None);
+    firmware
+        .offer("fw_a", &ids[..1], false, at(10))
+        .await
+        .unwrap();
+    firmware
+        .offer("fw_b", &ids[..1], true, at(20))
+        .await
+        .unwrap();
+    let open = firmware.open_update(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (open.release_id.as_str(), open.allow_downgrade),
+        ("fw_b", true)
+    );
+    let finished = store::DeviceUpdate {
+        state: firmware::OtaState::Failed,
+        updated_at: at(30),
+        ..open.clone()
+    };
+    assert!(firmware.advance(&open, &finished).await.unwrap());
+    let open = firmware.open_update(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (open.release_id.as_str(), open.allow_downgrade),
+        ("fw_a", false)
+    );
+    assert!(store.check_integrity().await.unwrap().is_ok());
+}
+
 /// Every check above, once per backend: `storage::sqlite::NAME` and `storage::postgres::NAME`.
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -856,4 +981,5 @@ conformance!(
     the_ca_inventory_and_revocation_counters_work,
     events_are_stored_once_paged_filtered_and_expired,
     the_audit_journal_chains_appends_signs_checkpoints_and_removes_whole_segments,
+    devices_are_tagged_and_selected_and_an_open_update_is_found,
 );
