@@ -62,13 +62,173 @@ pub enum Command {
     /// The gateway's access rules.
     #[command(subcommand)]
     Gateway(GatewayCommand),
-    /// The audit journal: verify that nothing in it was changed, removed or inserted; export it.
+    /// The audit journal: verify that nothing in it was changed, removed or inserted; export it;
+    /// read a device's access log as the person logged in.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Log in to a Warden as a person (OAuth2 authorization code with PKCE, through the browser);
+    /// the `devices`, `grants` and `audit log` commands then act as that person.
+    Login(LoginArgs),
+    /// Forget the login (and revoke its refresh token).
+    Logout,
+    /// Your devices, as the person logged in: list, show, claim, release, transfer, settings,
+    /// commands, events.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Technicians' access to your devices.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+}
+
+/// Output options of the commands that act as the person logged in.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print the API's JSON instead of a table (one JSON value; `--follow` prints one per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Warden's address.
+    #[arg(long, env = "WARDEN_SERVER", default_value = "https://localhost:8443")]
+    pub server: String,
+    /// The root certificate to trust for the server (PEM). Without it, the CA in the local data
+    /// directory (`DATA_DIR/tls/ca.crt`), as `warden serve` on this machine made it.
+    #[arg(long, env = "WARDEN_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Extra scopes to ask for, as `admin` (a person gets only what their role allows).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Print the address to open instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// The devices you own or were granted.
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// One device: model, firmware, whether it is online, and your access.
+    Show {
+        device_id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Claim a device with the code on its label.
+    Claim {
+        device_id: String,
+        claim_code: String,
+    },
+    /// Factory reset: you stop owning the device, its settings and grants end.
+    Release {
+        device_id: String,
+        /// Confirms the reset.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Hand the device to another account.
+    Transfer { device_id: String, email: String },
+    /// Desired and reported settings.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Send a command and wait for the device's answer.
+    Command {
+        device_id: String,
+        name: String,
+        /// The command's payload (JSON).
+        #[arg(long)]
+        payload: Option<String>,
+        /// How long to wait for the answer, in seconds (0: do not wait).
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The device's events, newest first; with `--follow`, then every new one as it arrives.
+    Events {
+        device_id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only events on this topic (`events`, `state`, `presence`, …).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Keep printing new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Each setting, desired and reported.
+    Get {
+        device_id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Change desired settings: KEY=VALUE, the value as JSON when it is JSON, else as text.
+    /// Other settings are kept; a change made meanwhile by someone else is read again first.
+    Set {
+        device_id: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        changes: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// Grant a technician access to one of your devices.
+    Create {
+        device_id: String,
+        /// The technician's e-mail address.
+        email: String,
+        /// What they may do: read_status, read_events, write_settings, send_commands,
+        /// manage_firmware (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// How long: 90m, 8h, 3d (at most 90 days).
+        #[arg(long, default_value = "1d")]
+        expires_in: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The grants on a device, active or not.
+    List {
+        device_id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// End a grant now.
+    Revoke { device_id: String, grant_id: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// As the person logged in: a device's access log (its owner), or with no device the whole
+    /// journal (an administrator), newest first.
+    Log {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    #[command(flatten)]
+    Journal(JournalCommand),
+}
+
+/// What an operator does to the journal in the database.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
     /// Walks the whole journal (every checkpoint's signature, every entry's hash and link) and
     /// reports the first entry that was changed, removed or inserted. Exit code 1 when one was.
     Verify,

@@ -11,8 +11,8 @@ use server::config::Settings;
 
 use crate::Failure;
 use crate::args::{
-    AdminCommand, AuditCommand, CaCommand, CertsCommand, ClientsCommand, DeviceCommand,
-    FirmwareCommand, KeysCommand, UsersCommand,
+    AdminCommand, CaCommand, CertsCommand, ClientsCommand, DeviceCommand, FirmwareCommand,
+    JournalCommand, KeysCommand, UsersCommand,
 };
 
 /// Entries read per page by exports.
@@ -20,10 +20,10 @@ const EXPORT_PAGE: u32 = 1_000;
 /// The most characters of an error an audit record keeps.
 const MAX_REASON: usize = 500;
 
-pub async fn run(command: AuditCommand, settings: &Settings) -> Result<(), Failure> {
+pub async fn run(command: JournalCommand, settings: &Settings) -> Result<(), Failure> {
     let store = server::open_store(settings).await?;
     match command {
-        AuditCommand::Verify => {
+        JournalCommand::Verify => {
             let key = server::ca::encryption_key(&settings.pki, &settings.data_dir)?;
             match server::audit::verify(&store, &key).await? {
                 Ok(summary) => {
@@ -43,7 +43,7 @@ pub async fn run(command: AuditCommand, settings: &Settings) -> Result<(), Failu
                 }
             }
         }
-        AuditCommand::Export {
+        JournalCommand::Export {
             from,
             to,
             device,

@@ -5,6 +5,7 @@ mod admin;
 mod args;
 mod audit;
 mod breach;
+mod client;
 mod devices;
 mod pki;
 mod simulate;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ConfigCommand, DeviceToolCommand, GatewayCommand};
+use crate::args::{AuditCommand, Cli, Command, ConfigCommand, DeviceToolCommand, GatewayCommand};
 
 /// How the process ends, so scripts can tell a usage mistake from a failure.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,12 @@ pub enum Failure {
     /// Anything else that went wrong: exit code 1.
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
+    /// Not logged in, or the login no longer works: exit code 3.
+    #[error("{0:#}")]
+    Unauthenticated(anyhow::Error),
+    /// The server says the thing does not exist or is not yours to do: exit code 4.
+    #[error("{0:#}")]
+    Refused(anyhow::Error),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +52,8 @@ fn main() -> ExitCode {
             match failure {
                 Failure::Input(_) => ExitCode::from(2),
                 Failure::Failed(_) => ExitCode::FAILURE,
+                Failure::Unauthenticated(_) => ExitCode::from(3),
+                Failure::Refused(_) => ExitCode::from(4),
             }
         }
     }
@@ -75,10 +84,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let settings = cli.global.load(&[])?;
             admin::run(command, &settings).await?;
         }
-        Command::Audit(command) => {
+        Command::Audit(AuditCommand::Log {
+            device,
+            limit,
+            output,
+        }) => client::audit_log(device, limit, output.json).await?,
+        Command::Audit(AuditCommand::Journal(command)) => {
             let settings = cli.global.load(&[])?;
             audit::run(command, &settings).await?;
         }
+        Command::Login(args) => {
+            let data_dir = match &cli.global.data_dir {
+                Some(dir) => dir.clone(),
+                None => cli.global.load(&[])?.data_dir,
+            };
+            client::login(args, &data_dir).await?
+        }
+        Command::Logout => client::logout().await?,
+        Command::Devices(command) => client::devices(command).await?,
+        Command::Grants(command) => client::grants(command).await?,
         Command::Breach(command) => breach::run(command).await?,
         Command::Device(DeviceToolCommand::Simulate(args)) => {
             simulate::run(args, &cli.global).await?

@@ -57,6 +57,31 @@ pub type ClientSecret = tokens::keyed::RandomSecret;
 /// Client secrets are hashed under Warden's server key (the root purpose, no derived key).
 pub use tokens::keyed::SecretHasher;
 
+/// The client id of Warden's command-line client (`warden login`): a public, first-party client
+/// that Warden registers itself, redirecting to a loopback address on any port (RFC 8252).
+pub const CLI_CLIENT_ID: &str = "warden-cli";
+
+/// What the command-line client may ask for; a person gets only what their role allows.
+pub const CLI_CLIENT_SCOPE: &str = "openid email offline_access devices:read devices:write devices:command devices:manage firmware:manage admin";
+
+/// The command-line client as Warden registers it.
+pub fn cli_client(now: Timestamp) -> Result<Client, crate::scope::UnknownScope> {
+    Ok(Client {
+        client_id: CLI_CLIENT_ID.to_owned(),
+        name: "Warden command line".to_owned(),
+        kind: ClientKind::Public,
+        secret_hash: None,
+        allowed_scopes: Scopes::parse(CLI_CLIENT_SCOPE)?,
+        redirect_uris: vec![
+            "http://127.0.0.1/callback".to_owned(),
+            "http://[::1]/callback".to_owned(),
+        ],
+        first_party: true,
+        jwks: None,
+        created_at: now,
+    })
+}
+
 /// A new client id: unguessable, so that ids cannot be enumerated.
 pub fn generate_client_id() -> String {
     let bytes: [u8; 16] = rand::random();

@@ -139,6 +139,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let clock_now = clock.now();
     signing::ensure_signing_key(&store, clock_now).await?;
+    signing::ensure_builtin_clients(&store, clock_now).await?;
     let issuer = settings
         .oauth_issuer
         .clone()

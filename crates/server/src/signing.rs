@@ -1,5 +1,5 @@
 //! Key material of the authorization server: the token signing keys in the database, and the
-//! server key that client secrets are hashed under.
+//! server key that client secrets are hashed under; and the clients Warden registers itself.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +25,31 @@ pub async fn ensure_signing_key(store: &Store, now: Timestamp) -> anyhow::Result
             .context("cannot store the signing key")?;
         tracing::info!(kid = %key.kid, "created the first token signing key");
     }
+    Ok(())
+}
+
+/// Registers Warden's own command-line client (`oauth::client::CLI_CLIENT_ID`) when the database
+/// has none; one that an operator changed is left as it is.
+pub async fn ensure_builtin_clients(store: &Store, now: Timestamp) -> anyhow::Result<()> {
+    let clients = store.oauth_clients();
+    let client = oauth::client::cli_client(now).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let registered = async || {
+        clients
+            .by_id(&client.client_id)
+            .await
+            .map(|found| found.is_some())
+            .context("cannot read the OAuth clients")
+    };
+    if registered().await? {
+        return Ok(());
+    }
+    if let Err(error) = clients.insert(&client).await {
+        // Another replica may have registered it at the same moment.
+        if !registered().await? {
+            return Err(error).context("cannot register the command-line client");
+        }
+    }
+    tracing::info!(client_id = %client.client_id, "registered the command-line client");
     Ok(())
 }
 

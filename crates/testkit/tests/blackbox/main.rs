@@ -6,6 +6,7 @@
 mod accounts;
 mod audit_trail;
 mod breach;
+mod cli_client;
 mod config;
 mod crash;
 mod devices;
