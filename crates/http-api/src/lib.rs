@@ -6,6 +6,7 @@
 
 mod api;
 mod broker_hooks;
+mod console;
 mod device_api;
 mod error;
 mod firmware;
@@ -119,6 +120,7 @@ pub fn router(context: ApiContext) -> Router {
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::render))
         .merge(pages::routes())
+        .merge(console::routes())
         .merge(oauth::routes())
         .merge(openapi::routes())
         .merge(pki::routes())

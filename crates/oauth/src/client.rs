@@ -60,22 +60,54 @@ pub use tokens::keyed::SecretHasher;
 /// The client id of Warden's command-line client (`warden login`): a public, first-party client
 /// that Warden registers itself, redirecting to a loopback address on any port (RFC 8252).
 pub const CLI_CLIENT_ID: &str = "warden-cli";
+/// The client id of Warden's web console, served at `/console/` (docs/console.md): public and
+/// first-party, redirecting to the console's own address.
+pub const CONSOLE_CLIENT_ID: &str = "warden-console";
 
-/// What the command-line client may ask for; a person gets only what their role allows.
-pub const CLI_CLIENT_SCOPE: &str = "openid email offline_access devices:read devices:write devices:command devices:manage firmware:manage admin";
+/// What Warden's own clients may ask for; a person gets only what their role allows.
+const BUILTIN_CLIENT_SCOPE: &str = "openid email offline_access devices:read devices:write devices:command devices:manage firmware:manage admin";
 
 /// The command-line client as Warden registers it.
 pub fn cli_client(now: Timestamp) -> Result<Client, crate::scope::UnknownScope> {
-    Ok(Client {
-        client_id: CLI_CLIENT_ID.to_owned(),
-        name: "Warden command line".to_owned(),
-        kind: ClientKind::Public,
-        secret_hash: None,
-        allowed_scopes: Scopes::parse(CLI_CLIENT_SCOPE)?,
-        redirect_uris: vec![
+    builtin_client(
+        CLI_CLIENT_ID,
+        "Warden command line",
+        vec![
             "http://127.0.0.1/callback".to_owned(),
             "http://[::1]/callback".to_owned(),
         ],
+        now,
+    )
+}
+
+/// The web console as Warden registers it, for a Warden whose public address is `issuer`.
+pub fn console_client(issuer: &str, now: Timestamp) -> Result<Client, crate::scope::UnknownScope> {
+    builtin_client(
+        CONSOLE_CLIENT_ID,
+        "Warden console",
+        vec![console_redirect_uri(issuer)],
+        now,
+    )
+}
+
+/// Where the console's login comes back to: the console itself.
+pub fn console_redirect_uri(issuer: &str) -> String {
+    format!("{}/console/", issuer.trim_end_matches('/'))
+}
+
+fn builtin_client(
+    client_id: &str,
+    name: &str,
+    redirect_uris: Vec<String>,
+    now: Timestamp,
+) -> Result<Client, crate::scope::UnknownScope> {
+    Ok(Client {
+        client_id: client_id.to_owned(),
+        name: name.to_owned(),
+        kind: ClientKind::Public,
+        secret_hash: None,
+        allowed_scopes: Scopes::parse(BUILTIN_CLIENT_SCOPE)?,
+        redirect_uris,
         first_party: true,
         jwks: None,
         created_at: now,

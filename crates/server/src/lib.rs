@@ -139,11 +139,11 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let clock_now = clock.now();
     signing::ensure_signing_key(&store, clock_now).await?;
-    signing::ensure_builtin_clients(&store, clock_now).await?;
     let issuer = settings
         .oauth_issuer
         .clone()
         .unwrap_or_else(|| base_url.trim_end_matches('/').to_owned());
+    signing::ensure_builtin_clients(&store, &issuer, clock_now).await?;
     let oauth = OAuthSettings {
         audience: format!("{issuer}/api"),
         issuer,

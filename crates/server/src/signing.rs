@@ -28,28 +28,49 @@ pub async fn ensure_signing_key(store: &Store, now: Timestamp) -> anyhow::Result
     Ok(())
 }
 
-/// Registers Warden's own command-line client (`oauth::client::CLI_CLIENT_ID`) when the database
-/// has none; one that an operator changed is left as it is.
-pub async fn ensure_builtin_clients(store: &Store, now: Timestamp) -> anyhow::Result<()> {
+/// Registers Warden's own clients when the database has none: the command-line client and the
+/// web console (`oauth::client::{CLI_CLIENT_ID, CONSOLE_CLIENT_ID}`). A client an operator changed
+/// is left as it is, except that the console's redirect URI follows Warden's public address
+/// (`issuer`), so that the console works after the address changed.
+pub async fn ensure_builtin_clients(
+    store: &Store,
+    issuer: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let invalid = |error: oauth::scope::UnknownScope| anyhow::anyhow!("{error}");
     let clients = store.oauth_clients();
-    let client = oauth::client::cli_client(now).map_err(|error| anyhow::anyhow!("{error}"))?;
-    let registered = async || {
-        clients
-            .by_id(&client.client_id)
-            .await
-            .map(|found| found.is_some())
-            .context("cannot read the OAuth clients")
-    };
-    if registered().await? {
-        return Ok(());
-    }
-    if let Err(error) = clients.insert(&client).await {
-        // Another replica may have registered it at the same moment.
-        if !registered().await? {
-            return Err(error).context("cannot register the command-line client");
+    for client in [
+        oauth::client::cli_client(now).map_err(invalid)?,
+        oauth::client::console_client(issuer, now).map_err(invalid)?,
+    ] {
+        let found = async || {
+            clients
+                .by_id(&client.client_id)
+                .await
+                .context("cannot read the OAuth clients")
+        };
+        match found().await? {
+            Some(registered) => {
+                if client.client_id == oauth::client::CONSOLE_CLIENT_ID
+                    && registered.redirect_uris != client.redirect_uris
+                {
+                    clients
+                        .set_redirect_uris(&client.client_id, &client.redirect_uris)
+                        .await
+                        .context("cannot update the console's redirect URI")?;
+                }
+            }
+            None => {
+                if let Err(error) = clients.insert(&client).await {
+                    // Another replica may have registered it at the same moment.
+                    if found().await?.is_none() {
+                        return Err(error).context("cannot register Warden's own clients");
+                    }
+                }
+                tracing::info!(client_id = %client.client_id, "registered a client of Warden's own");
+            }
         }
     }
-    tracing::info!(client_id = %client.client_id, "registered the command-line client");
     Ok(())
 }
 

@@ -49,6 +49,20 @@ impl<'a> OAuthClients<'a> {
         row.as_ref().map(decode).transpose()
     }
 
+    /// Replaces where a client may send people back to.
+    pub async fn set_redirect_uris(
+        &self,
+        client_id: &str,
+        redirect_uris: &[String],
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oauth_clients SET redirect_uris = $1 WHERE client_id = $2")
+            .bind(redirect_uris.join("\n"))
+            .bind(client_id)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn all(&self) -> Result<Vec<Client>, StoreError> {
         let query = format!("SELECT {COLUMNS} FROM oauth_clients ORDER BY created_at, client_id");
         let rows = sqlx::query(&query).fetch_all(self.pool).await?;

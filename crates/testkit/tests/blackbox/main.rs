@@ -8,6 +8,7 @@ mod audit_trail;
 mod breach;
 mod cli_client;
 mod config;
+mod console;
 mod crash;
 mod devices;
 mod events;
