@@ -22,6 +22,7 @@ export class ApiError extends Error {
  */
 export async function send(method, path, options = {}) {
   const attempt = async () => {
+    /** @type {Record<string, string>} */
     const headers = { Authorization: `Bearer ${await accessToken()}`, ...(options.headers ?? {}) };
     /** @type {RequestInit} */
     const init = { method, headers, signal: options.signal };

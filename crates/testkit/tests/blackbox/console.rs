@@ -99,3 +99,27 @@ async fn a_customer_uses_the_console_in_a_real_browser() {
         );
     }
 }
+
+/// The console's JavaScript passes TypeScript's strict checks (`// @ts-check` and JSDoc types).
+#[test]
+fn the_console_type_checks_as_strict_typescript() {
+    let scripts = browser_dir();
+    let compiler = scripts.join("node_modules/typescript/bin/tsc");
+    assert!(
+        compiler.exists(),
+        "typescript is missing: scripts/test runs `npm ci` in {}",
+        scripts.display()
+    );
+    let checked = std::process::Command::new("node")
+        .arg(compiler)
+        .args(["-p", "tsconfig.json"])
+        .current_dir(&scripts)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
