@@ -360,6 +360,10 @@ pub struct ServeArgs {
     /// Address of the MQTT-over-TLS listener; overrides `mqtt.listen`.
     #[arg(long, value_name = "ADDR")]
     pub mqtt_listen: Option<String>,
+    /// Also make a demo customer with three simulated washers and a technician, and run the
+    /// devices in this process (kept in DATA_DIR/demo; the banner shows the logins).
+    #[arg(long)]
+    pub demo: bool,
 }
 
 impl ServeArgs {

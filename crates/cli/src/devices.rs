@@ -163,7 +163,7 @@ pub async fn run(
 }
 
 /// The device-secret hashers under the server key `warden serve` uses.
-fn hashers(settings: &Settings) -> Result<DeviceHashers, Failure> {
+pub(crate) fn hashers(settings: &Settings) -> Result<DeviceHashers, Failure> {
     let key = server::signing::load_or_create_secret(
         &settings.data_dir.join(server::CLIENT_SECRET_KEY_FILE),
     )?;

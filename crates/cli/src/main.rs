@@ -6,6 +6,7 @@ mod args;
 mod audit;
 mod breach;
 mod client;
+mod demo;
 mod devices;
 mod pki;
 mod simulate;
@@ -64,7 +65,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(serve) => {
             let settings = cli.global.load(&serve.flags())?;
             server::init_logging(&settings)?;
-            server::run_until_signal(&settings).await?;
+            if serve.demo {
+                demo::run(&settings).await?;
+            } else {
+                server::run_until_signal(&settings).await?;
+            }
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let settings =

@@ -146,7 +146,7 @@ async fn make_devices(
 }
 
 /// The bundles in `directories`: each is a bundle, or holds bundles one level down.
-fn read_bundles(directories: &[PathBuf]) -> Result<Vec<Bundle>, Failure> {
+pub(crate) fn read_bundles(directories: &[PathBuf]) -> Result<Vec<Bundle>, Failure> {
     let mut bundles = Vec::new();
     for dir in directories {
         if dir.join("device.json").is_file() {

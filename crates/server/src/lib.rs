@@ -409,11 +409,27 @@ pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// Starts Warden, prints where to find it, and runs until SIGINT or SIGTERM.
 pub async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
+    run_until_signal_with(settings, async |_| Ok(Vec::new())).await
+}
+
+/// [`run_until_signal`] with `after_start` run once Warden is up (for example to seed demo data
+/// and start simulated devices); the lines it returns close the banner.
+pub async fn run_until_signal_with(
+    settings: &Settings,
+    after_start: impl AsyncFnOnce(&RunningWarden) -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<()> {
     // Listen for signals before anything is announced, so a signal sent right after the banner
     // (by a supervisor or a test) is a clean shutdown, not the default kill.
     let signals = Signals::install()?;
     let warden = start(settings, Arc::new(SystemClock)).await?;
-    println!("{}", banner(settings, &warden));
+    let extra = match after_start(&warden).await {
+        Ok(lines) => lines,
+        Err(error) => {
+            warden.shutdown().await;
+            return Err(error);
+        }
+    };
+    println!("{}", banner(settings, &warden, extra));
     signals.wait().await;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
     warden.shutdown().await;
@@ -421,7 +437,7 @@ pub async fn run_until_signal(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn banner(settings: &Settings, warden: &RunningWarden) -> String {
+fn banner(settings: &Settings, warden: &RunningWarden, extra: Vec<String>) -> String {
     let mut lines = vec![
         "Warden is running.".to_owned(),
         format!("  Open:            {}", warden.base_url),
@@ -449,6 +465,7 @@ fn banner(settings: &Settings, warden: &RunningWarden) -> String {
             warden.tls_files.ca_cert.display()
         ));
     }
+    lines.extend(extra);
     lines.push("Press Ctrl-C to stop.".to_owned());
     lines.join("\n")
 }

@@ -19,21 +19,21 @@ use crate::mqtt::{connect_device, id, next};
 use crate::oidc::PASSWORD;
 
 /// One person's command line: a configuration directory of its own.
-struct Person {
+pub(crate) struct Person {
     config: tempfile::TempDir,
     server: String,
     ca_file: PathBuf,
 }
 
 /// What a command did.
-struct Ran {
+pub(crate) struct Ran {
     code: i32,
-    stdout: String,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
 impl Ran {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.stdout))
     }
@@ -41,10 +41,18 @@ impl Ran {
 
 impl Person {
     fn new(fleet: &Fleet) -> Self {
+        Self::of(
+            fleet.app.base_url.clone(),
+            fleet.app.warden.tls_files.ca_cert.clone(),
+        )
+    }
+
+    /// A person of the Warden at `server`, whose certificate chains to `ca_file`.
+    pub(crate) fn of(server: String, ca_file: PathBuf) -> Self {
         Self {
             config: tempfile::tempdir().unwrap(),
-            server: fleet.app.base_url.clone(),
-            ca_file: fleet.app.warden.tls_files.ca_cert.clone(),
+            server,
+            ca_file,
         }
     }
 
@@ -54,7 +62,7 @@ impl Person {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Ran {
+    pub(crate) fn run(&self, args: &[&str]) -> Ran {
         let output = self.command(args).output().unwrap();
         Ran {
             code: output.status.code().unwrap_or(-1),
@@ -74,9 +82,18 @@ impl Person {
         self.config.path().join("warden").join("credentials.json")
     }
 
-    /// `warden login`, with the test as the browser: logged in to Warden's pages as `email`,
-    /// it opens the address the client prints and follows the redirect to the client's port.
+    /// `warden login` as `email`, with the test as the browser: logged in to the in-process
+    /// Warden's pages, it opens the address the client prints.
     async fn login(&self, fleet: &Fleet, email: &str) -> String {
+        fleet.app.logout().await;
+        let logged_in = fleet.app.login(email, PASSWORD, "/account").await;
+        assert_eq!(logged_in.status(), StatusCode::SEE_OTHER);
+        self.login_in(&fleet.app.client).await
+    }
+
+    /// `warden login`, with `browser` (which holds a login session) opening the address the
+    /// client prints and following the redirect to the client's port.
+    pub(crate) async fn login_in(&self, browser: &reqwest::Client) -> String {
         let mut child = self
             .command(&[
                 "login",
@@ -91,10 +108,7 @@ impl Person {
             .spawn()
             .unwrap();
         let address = address_printed(&mut child);
-        fleet.app.logout().await;
-        let logged_in = fleet.app.login(email, PASSWORD, "/account").await;
-        assert_eq!(logged_in.status(), StatusCode::SEE_OTHER);
-        let authorized = fleet.app.client.get(&address).send().await.unwrap();
+        let authorized = browser.get(&address).send().await.unwrap();
         assert_eq!(authorized.status(), StatusCode::SEE_OTHER);
         let redirect = authorized.headers()["location"]
             .to_str()

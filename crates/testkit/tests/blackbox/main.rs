@@ -10,6 +10,7 @@ mod cli_client;
 mod config;
 mod console;
 mod crash;
+mod demo;
 mod devices;
 mod events;
 mod firmware;
