@@ -16,9 +16,10 @@ export class ApiError extends Error {
 }
 
 /**
+ * Sends a request with the access token: `body` as JSON, or `raw` (a file, say) as it is.
  * @param {string} method
  * @param {string} path
- * @param {{body?: unknown, headers?: Record<string, string>, signal?: AbortSignal}} [options]
+ * @param {{body?: unknown, raw?: Blob, headers?: Record<string, string>, signal?: AbortSignal}} [options]
  */
 export async function send(method, path, options = {}) {
   const attempt = async () => {
@@ -29,6 +30,8 @@ export async function send(method, path, options = {}) {
     if (options.body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(options.body);
+    } else if (options.raw !== undefined) {
+      init.body = options.raw;
     }
     return fetch(path, init);
   };

@@ -7,7 +7,7 @@
  * `textContent`, never from HTML strings, so nothing a device or a person sent can run here.
  */
 
-import { ApiError, call, follow, get } from './api.js';
+import { ApiError, call, follow, get, send } from './api.js';
 import { finishLogin, isAdmin, loggedIn, logout, startLogin } from './auth.js';
 
 const view = /** @type {HTMLElement} */ (document.getElementById('view'));
@@ -352,21 +352,116 @@ function ownershipSection(path, deviceId) {
 }
 
 async function adminPage() {
-  const [devices, clients, firmware] = await Promise.all([
-    get('/api/v1/admin/devices?limit=100'), get('/api/v1/admin/clients'), get('/api/v1/admin/firmware'),
+  const [devices, users, clients, certificates] = await Promise.all([
+    get('/api/v1/admin/devices?limit=100'), get('/api/v1/admin/users?limit=100'),
+    get('/api/v1/admin/clients'), get('/api/v1/admin/certificates?expiring_within_days=30'),
   ]);
+  const firmware = h('section', { 'aria-labelledby': 'admin-firmware' });
+  const rollouts = h('section', { 'aria-labelledby': 'admin-rollouts' });
   show(
     h('h1', {}, 'Administration'),
     h('section', { 'aria-labelledby': 'admin-devices' }, h('h2', { id: 'admin-devices' }, 'Devices'),
       table('Devices', ['Device', 'Model', 'Owner', 'Firmware', 'State'], devices.devices.map((/** @type {any} */ device) => [
         h('a', { href: `#/devices/${encodeURIComponent(device.device_id)}` }, device.device_id), device.model, text(device.owner), text(device.firmware_version), device.online ? 'online' : 'offline']))),
-    h('section', { 'aria-labelledby': 'admin-firmware' }, h('h2', { id: 'admin-firmware' }, 'Firmware releases'),
-      table('Releases', ['Release', 'Model', 'Version', 'Size', 'Made'], firmware.releases.map((/** @type {any} */ release) => [
-        release.release_id, release.model, release.version, `${release.size} bytes`, when(release.created_at)]))),
+    h('section', { 'aria-labelledby': 'admin-users' }, h('h2', { id: 'admin-users' }, 'Users'),
+      table('Users', ['E-mail', 'Role', 'Since'], users.users.map((/** @type {any} */ user) => [user.email, user.role, when(user.created_at)]))),
+    h('section', { 'aria-labelledby': 'admin-certificates' }, h('h2', { id: 'admin-certificates' }, 'Certificates expiring within 30 days'),
+      table('Certificates', ['Serial', 'Kind', 'Subject', 'Expires'], certificates.certificates.map((/** @type {any} */ certificate) => [
+        certificate.serial, certificate.kind, certificate.subject, when(certificate.not_after)]))),
+    firmware,
+    rollouts,
     h('section', { 'aria-labelledby': 'admin-clients' }, h('h2', { id: 'admin-clients' }, 'OAuth clients'),
       table('Clients', ['Client', 'Name', 'Kind', 'Scopes'], clients.clients.map((/** @type {any} */ client) => [
         client.client_id, client.name, client.kind, client.scope]))),
   );
+  await Promise.all([firmwareAdmin(firmware, () => rolloutsAdmin(rollouts)), rolloutsAdmin(rollouts)]);
+}
+
+/**
+ * Releases, and a form that uploads one (the file is the request body, streamed by the browser).
+ * @param {HTMLElement} section
+ * @param {() => Promise<void>} changed
+ */
+async function firmwareAdmin(section, changed) {
+  const { releases } = await get('/api/v1/admin/firmware');
+  const model = h('input', { id: 'upload-model', name: 'model', required: true, autocomplete: 'off' });
+  const version = h('input', { id: 'upload-version', name: 'version', required: true, autocomplete: 'off', placeholder: '1.4.0' });
+  const notes = h('input', { id: 'upload-notes', name: 'notes', autocomplete: 'off' });
+  const file = h('input', { id: 'upload-file', name: 'file', type: 'file', required: true });
+  const form = h('form', {
+    onsubmit: (/** @type {SubmitEvent} */ event) => submit(event, async () => {
+      const chosen = /** @type {HTMLInputElement} */ (file).files?.[0];
+      if (!chosen) throw new Error('Choose the firmware file.');
+      const query = new URLSearchParams({
+        model: /** @type {HTMLInputElement} */ (model).value.trim(),
+        version: /** @type {HTMLInputElement} */ (version).value.trim(),
+        notes: /** @type {HTMLInputElement} */ (notes).value,
+      });
+      const response = await send('POST', `/api/v1/admin/firmware?${query}`, { raw: chosen, headers: { 'Content-Type': 'application/octet-stream' } });
+      const body = await response.json().catch(() => null);
+      if (!response.ok) throw new ApiError(response.status, body?.error?.message ?? `${response.status}`);
+      await firmwareAdmin(section, changed);
+      await changed();
+      return `Release ${body.version} for ${body.model} is ready (${body.release_id}).`;
+    }),
+  },
+  h('label', { htmlFor: 'upload-model' }, 'Model', model),
+  h('label', { htmlFor: 'upload-version' }, 'Version', version),
+  h('label', { htmlFor: 'upload-notes' }, 'Notes', notes),
+  h('label', { htmlFor: 'upload-file' }, 'File', file),
+  h('button', { type: 'submit' }, 'Upload'));
+  section.replaceChildren(h('h2', { id: 'admin-firmware' }, 'Firmware releases'),
+    table('Releases', ['Release', 'Model', 'Version', 'Size', 'Made'], releases.map((/** @type {any} */ release) => [
+      release.release_id, release.model, release.version, `${release.size} bytes`, when(release.created_at)])),
+    form);
+}
+
+/** What an admin may do to a rollout in each state. */
+const ROLLOUT_STEPS = /** @type {Record<string, string[]>} */ ({ running: ['advance', 'pause', 'abort'], paused: ['resume', 'abort'] });
+
+/** @param {HTMLElement} section */
+async function rolloutsAdmin(section) {
+  const [{ rollouts }, { releases }] = await Promise.all([get('/api/v1/admin/rollouts'), get('/api/v1/admin/firmware')]);
+  const rows = rollouts.map((/** @type {any} */ rollout) => [
+    rollout.rollout_id, rollout.release_id, `${rollout.state}${rollout.reason ? ` (${rollout.reason})` : ''}`,
+    `${rollout.stage + 1} of ${rollout.stages.length}`,
+    `${rollout.succeeded} ok, ${rollout.failed} failed, ${rollout.in_flight} updating of ${rollout.devices}`,
+    h('span', {}, ...(ROLLOUT_STEPS[rollout.state] ?? []).map((step) => h('button', {
+      type: 'button', className: 'quiet', 'aria-label': `${step} rollout ${rollout.rollout_id}`,
+      onclick: async () => {
+        try {
+          await call('POST', `/api/v1/admin/rollouts/${encodeURIComponent(rollout.rollout_id)}/${step}`, { body: {} });
+          say(`Rollout ${rollout.rollout_id}: ${step} done.`);
+          await rolloutsAdmin(section);
+        } catch (error) { say(error instanceof Error ? error.message : String(error), true); }
+      },
+    }, step))),
+  ]);
+  const release = h('select', { id: 'rollout-release', name: 'release_id', required: true },
+    ...releases.map((/** @type {any} */ item) => h('option', { value: item.release_id }, `${item.model} ${item.version}`)));
+  const stages = h('input', { id: 'rollout-stages', name: 'stages', value: '10,100', required: true, autocomplete: 'off' });
+  const tag = h('input', { id: 'rollout-tag', name: 'tag', autocomplete: 'off' });
+  const form = h('form', {
+    onsubmit: (/** @type {SubmitEvent} */ event) => submit(event, async () => {
+      /** @type {Record<string, unknown>} */
+      const body = {
+        release_id: /** @type {HTMLSelectElement} */ (release).value,
+        stages: /** @type {HTMLInputElement} */ (stages).value.split(',').map((part) => Number(part.trim())),
+      };
+      const chosenTag = /** @type {HTMLInputElement} */ (tag).value.trim();
+      if (chosenTag) body.tag = chosenTag;
+      const { body: made } = await call('POST', '/api/v1/admin/rollouts', { body });
+      await rolloutsAdmin(section);
+      return `Rollout ${made.rollout_id} started: ${made.offered} of ${made.devices} devices offered.`;
+    }),
+  },
+  h('label', { htmlFor: 'rollout-release' }, 'Release', release),
+  h('label', { htmlFor: 'rollout-stages' }, 'Stages (percent)', stages),
+  h('label', { htmlFor: 'rollout-tag' }, 'Only devices tagged (optional)', tag),
+  h('button', { type: 'submit' }, 'Start rollout'));
+  section.replaceChildren(h('h2', { id: 'admin-rollouts' }, 'Rollouts'),
+    table('Rollouts', ['Rollout', 'Release', 'State', 'Stage', 'Devices', 'Action'], rows),
+    releases.length ? form : h('p', {}, 'Upload a release to start a rollout.'));
 }
 
 // ---- Navigation ------------------------------------------------------------------------------

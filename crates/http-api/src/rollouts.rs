@@ -32,7 +32,7 @@ const MAX_TARGET: usize = 100_000;
 
 pub(crate) fn routes() -> Router<ApiContext> {
     Router::new()
-        .route("/api/v1/admin/rollouts", post(create))
+        .route("/api/v1/admin/rollouts", get(list).post(create))
         .route("/api/v1/admin/rollouts/{rollout_id}", get(status))
         .route("/api/v1/admin/rollouts/{rollout_id}/{step}", post(step))
 }
@@ -152,6 +152,19 @@ async fn create(
 async fn select(context: &ApiContext, selection: Selection<'_>) -> Result<Vec<DeviceId>, ApiError> {
     let limit = u32::try_from(MAX_TARGET + 1).unwrap_or(u32::MAX);
     Ok(context.store.devices().select(selection, limit).await?)
+}
+
+/// The most rollouts one list shows.
+const LISTED: u32 = 100;
+
+/// `GET /api/v1/admin/rollouts`: the newest rollouts, newest first, with their counts.
+async fn list(_admin: Admin, State(context): State<ApiContext>) -> Result<Json<Value>, ApiError> {
+    let rollouts = context.store.firmware().recent_rollouts(LISTED).await?;
+    let mut items = Vec::with_capacity(rollouts.len());
+    for rollout in &rollouts {
+        items.push(rollout_json(&context, rollout).await?);
+    }
+    Ok(Json(json!({ "rollouts": items })))
 }
 
 /// `GET /api/v1/admin/rollouts/{id}`.

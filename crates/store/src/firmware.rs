@@ -281,6 +281,17 @@ impl Firmware<'_> {
         row.as_ref().map(rollout_of).transpose()
     }
 
+    /// The newest `limit` rollouts, newest first.
+    pub async fn recent_rollouts(&self, limit: u32) -> Result<Vec<Rollout>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts ORDER BY created_at DESC, rollout_id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool)
+        .await?;
+        rows.iter().map(rollout_of).collect()
+    }
+
     /// Rollouts in `state`, oldest first.
     pub async fn rollouts_in(&self, state: &str) -> Result<Vec<Rollout>, StoreError> {
         let rows = sqlx::query(&format!(

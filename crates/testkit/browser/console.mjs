@@ -1,8 +1,10 @@
 // The web console end to end in a real browser (Debian's chromium, driven by playwright-core):
 // sign-up, logout, login, claim, live events, a setting changed and reported back by the
 // simulated device, a technician granted and revoked, the pages at desktop and phone size.
+// Then an administrator's overview: users, certificates, a firmware upload and a rollout.
 // Run by crates/testkit/tests/blackbox/console.rs, which starts Warden and the device and passes:
-//   WARDEN_URL, DEVICE_ID, CLAIM_CODE, TECH_EMAIL, SCREENSHOTS (a directory), CHROMIUM (a path).
+//   WARDEN_URL, DEVICE_ID, CLAIM_CODE, TECH_EMAIL, ADMIN_EMAIL, ADMIN_PASSWORD,
+//   SCREENSHOTS (a directory), CHROMIUM (a path).
 // Exits 0 when every step passed; otherwise prints the failed step and exits 1.
 
 import { chromium } from 'playwright-core';
@@ -16,6 +18,8 @@ const base = env('WARDEN_URL');
 const deviceId = env('DEVICE_ID');
 const claimCode = env('CLAIM_CODE');
 const technician = env('TECH_EMAIL');
+const adminEmail = env('ADMIN_EMAIL');
+const adminPassword = env('ADMIN_PASSWORD');
 const screenshots = env('SCREENSHOTS');
 const email = 'customer@example.com';
 const password = 'a long and unusual passphrase 42';
@@ -131,6 +135,34 @@ try {
     if (wide) throw new Error('the page scrolls sideways at 390 px');
   });
   await shot('device-phone');
+
+  await expect('an administrator logs in and sees the administration', async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/login/);
+    await page.getByLabel('E-mail').fill(adminEmail);
+    await page.getByLabel('Password').fill(adminPassword);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('link', { name: 'Administration' }).click();
+    for (const heading of ['Devices', 'Users', 'Certificates expiring within 30 days', 'Firmware releases', 'Rollouts', 'OAuth clients']) {
+      await page.getByRole('heading', { name: heading, exact: true }).waitFor();
+    }
+    await page.getByRole('cell', { name: email, exact: true }).waitFor();
+  });
+
+  await expect('an administrator uploads a release and starts a rollout', async () => {
+    await page.getByLabel('Model').fill('washer-w500');
+    await page.getByLabel('Version').fill('1.1.0');
+    await page.getByLabel('File').setInputFiles({ name: 'washer.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(4096, 7) });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByText('Release 1.1.0 for washer-w500 is ready').waitFor();
+    await page.getByLabel('Stages (percent)').fill('100');
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    await page.getByText(/Rollout ro_\w+ started: 1 of 1 devices offered/).waitFor();
+    const missing = await unlabelled();
+    if (missing.length) throw new Error(`unlabelled: ${missing.join(' ')}`);
+  });
+  await shot('admin');
 
   await expect('no script error, CSP violation or third-party request', async () => {
     if (problems.length) throw new Error(problems.join('\n'));

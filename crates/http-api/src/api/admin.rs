@@ -1,7 +1,7 @@
-//! Administration: OAuth clients.
+//! Administration: OAuth clients and accounts.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use oauth::client::Registration;
 use serde::Deserialize;
@@ -25,6 +25,45 @@ pub(crate) struct NewClient {
     /// Public keys (a JWK Set) for `private_key_jwt`, instead of a secret.
     #[serde(default)]
     jwks: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserPage {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/admin/users`: accounts in e-mail order, a page at a time (`?after=EMAIL&limit=N`,
+/// at most 1000); never a password hash.
+pub(crate) async fn list_users(
+    _admin: Admin,
+    State(context): State<ApiContext>,
+    Query(page): Query<UserPage>,
+) -> Result<Json<Value>, ApiError> {
+    let after = page
+        .after
+        .as_deref()
+        .map(model::Email::parse)
+        .transpose()
+        .map_err(|error| ApiError::BadRequest(format!("after: {error}")))?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let users = context.store.users().list(after.as_ref(), limit).await?;
+    let items: Vec<Value> = users
+        .iter()
+        .map(|user| {
+            json!({
+                "user_id": user.id.to_string(),
+                "email": user.email.as_str(),
+                "role": user.role.as_str(),
+                "created_at": user.created_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    let next = (users.len() == limit as usize)
+        .then(|| users.last().map(|user| user.email.as_str().to_owned()))
+        .flatten();
+    Ok(Json(json!({ "users": items, "next_after": next })))
 }
 
 pub(crate) async fn list_clients(

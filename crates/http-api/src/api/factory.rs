@@ -260,6 +260,58 @@ fn tags_json(device_id: &DeviceId, tags: &[Tag]) -> Value {
     json!({ "device_id": device_id.as_str(), "tags": tags })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateQuery {
+    device: Option<String>,
+    expiring_within_days: Option<u32>,
+}
+
+/// `GET /api/v1/admin/certificates?device=ID` (every certificate of a device, newest first) or
+/// `?expiring_within_days=N` (unrevoked ones that expire within N days, soonest first; 30 when
+/// neither is given).
+pub(crate) async fn certificates(
+    _admin: Admin,
+    State(context): State<ApiContext>,
+    Query(query): Query<CertificateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let inventory = context.store.certificates();
+    let found = match (query.device, query.expiring_within_days) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "ask for a device or for expiring certificates, not both".into(),
+            ));
+        }
+        (Some(device), None) => {
+            let device_id = DeviceId::parse(&device)
+                .map_err(|error| ApiError::BadRequest(format!("device: {error}")))?;
+            inventory.by_subject(device_id.as_str()).await?
+        }
+        (None, days) => {
+            let days = days.unwrap_or(30).min(3650);
+            let now = context.identity.clock.now();
+            let before = now.plus(std::time::Duration::from_secs(u64::from(days) * 86_400));
+            inventory.expiring(now, before).await?
+        }
+    };
+    let items: Vec<Value> = found
+        .iter()
+        .map(|record| {
+            let certificate = &record.certificate;
+            json!({
+                "serial": certificate.serial,
+                "kind": certificate.kind.as_str(),
+                "subject": certificate.subject,
+                "not_before": certificate.not_before.to_rfc3339(),
+                "not_after": certificate.not_after.to_rfc3339(),
+                "revoked_at": record.revoked.as_ref().map(|(at, _)| at.to_rfc3339()),
+                "revocation_reason": record.revoked.as_ref().map(|(_, reason)| reason.as_str()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "certificates": items })))
+}
+
 /// A certificate for a device's own key: the body is its PKCS#10 request (PEM or DER) naming
 /// the device. The answer is the certificate followed by the intermediate's.
 pub(crate) async fn issue_certificate(

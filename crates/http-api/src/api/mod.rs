@@ -28,6 +28,8 @@ pub(crate) fn routes() -> Router<ApiContext> {
             "/api/v1/admin/devices",
             get(factory::list).post(factory::create),
         )
+        .route("/api/v1/admin/users", get(admin::list_users))
+        .route("/api/v1/admin/certificates", get(factory::certificates))
         .route(
             "/api/v1/admin/devices/{device_id}/claim-code",
             post(factory::new_claim_code),

@@ -32,6 +32,7 @@ async fn a_customer_uses_the_console_in_a_real_browser() {
 
     let fleet = Fleet::new().await;
     fleet.person("tech@example.com", "technician").await;
+    fleet.person("admin@example.com", "admin").await;
     let bundles = tempfile::tempdir().unwrap();
     fleet.admin(&[
         "device",
@@ -80,6 +81,8 @@ async fn a_customer_uses_the_console_in_a_real_browser() {
         .env("DEVICE_ID", device["device_id"].as_str().unwrap())
         .env("CLAIM_CODE", device["claim_code"].as_str().unwrap())
         .env("TECH_EMAIL", "tech@example.com")
+        .env("ADMIN_EMAIL", "admin@example.com")
+        .env("ADMIN_PASSWORD", crate::oidc::PASSWORD)
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", CHROMIUM)
         .output()
@@ -90,7 +93,7 @@ async fn a_customer_uses_the_console_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stdout}\n{stderr}");
-    for name in ["device", "grants", "devices", "device-phone"] {
+    for name in ["device", "grants", "devices", "device-phone", "admin"] {
         let shot = screenshots.join(format!("{name}.png"));
         assert!(
             std::fs::metadata(&shot).is_ok_and(|meta| meta.len() > 1_000),

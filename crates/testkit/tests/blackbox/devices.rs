@@ -1227,3 +1227,80 @@ async fn ownership_changes(fleet: Fleet) {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_list_accounts_certificates_and_rollouts() {
+    let fleet = Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let customer = fleet.person("customer@example.com", "customer").await;
+    let devices = fleet.make_devices(&admin, 2).await;
+    let device_id = devices[0]["device_id"].as_str().unwrap();
+
+    let (status, users) = fleet.get("/api/v1/admin/users?limit=1", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{users}");
+    assert_eq!(users["users"][0]["email"], "admin@example.com");
+    assert_eq!(users["users"][0]["role"], "admin");
+    assert!(users["users"][0].get("password_hash").is_none());
+    let (_, rest) = fleet
+        .get("/api/v1/admin/users?after=admin@example.com", &admin)
+        .await;
+    assert_eq!(rest["users"][0]["email"], "customer@example.com");
+    assert_eq!(rest["next_after"], Value::Null);
+
+    let (status, certificates) = fleet
+        .get(
+            &format!("/api/v1/admin/certificates?device={device_id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{certificates}");
+    assert_eq!(certificates["certificates"][0]["subject"], device_id);
+    assert_eq!(certificates["certificates"][0]["revoked_at"], Value::Null);
+    // Device certificates run a year: none within 30 days, both within 400.
+    let soon = fleet.get("/api/v1/admin/certificates", &admin).await.1;
+    assert!(
+        soon["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|certificate| certificate["kind"] != "device"),
+        "{soon}"
+    );
+    let year = fleet
+        .get(
+            "/api/v1/admin/certificates?expiring_within_days=400",
+            &admin,
+        )
+        .await
+        .1;
+    let device_certificates = year["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|certificate| certificate["kind"] == "device")
+        .count();
+    assert_eq!(device_certificates, 2, "{year}");
+    let (status, _) = fleet
+        .get(
+            &format!("/api/v1/admin/certificates?device={device_id}&expiring_within_days=5"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, rollouts) = fleet.get("/api/v1/admin/rollouts", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rollouts["rollouts"], serde_json::json!([]));
+
+    for path in [
+        "/api/v1/admin/users",
+        "/api/v1/admin/certificates",
+        "/api/v1/admin/rollouts",
+    ] {
+        assert_eq!(
+            fleet.get(path, &customer).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+}

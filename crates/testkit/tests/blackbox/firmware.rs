@@ -799,6 +799,9 @@ async fn releases_are_uploaded_through_the_api_and_a_rollout_targets_a_tag() {
     );
     let offered = states(&fleet, &admin, &ids, &release_id).await;
     assert_eq!(offered, ["offered", "offered", "offered", "", "", ""]);
+    let (_, listed) = fleet.get("/api/v1/admin/rollouts", &admin).await;
+    assert_eq!(listed["rollouts"][0]["rollout_id"], rollout["rollout_id"]);
+    assert_eq!(listed["rollouts"][0]["devices"], 3);
 
     // The upload and the tags are in the audit journal.
     for (action, count) in [("firmware.upload", 1), ("device.tags", 3)] {
