@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::session::{Api, refusal};
-use super::table::{cell, print_fields, print_json, print_table, shorten};
+use super::table::{cell, print_fields, print_json, print_table, shorten, spinner};
 use crate::Failure;
 use crate::args::{DevicesCommand, GrantsCommand, SettingsCommand};
 
@@ -108,12 +108,18 @@ pub(crate) async fn devices(command: DevicesCommand) -> Result<(), Failure> {
                     .map_err(Failure::Input)?,
                 None => json!({}),
             };
+            let waiting = (wait > 0)
+                .then(|| spinner(format!("Waiting up to {wait} s for {device_id} to answer…")));
             let answer = api
                 .post(
                     &format!("{}/commands", device_path(&device_id)?),
                     &json!({ "name": name, "payload": payload, "wait_seconds": wait }),
                 )
-                .await?;
+                .await;
+            if let Some(waiting) = waiting {
+                waiting.finish_and_clear();
+            }
+            let answer = answer?;
             if output.json {
                 print_json(&answer.body);
                 return Ok(());

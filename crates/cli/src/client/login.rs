@@ -92,8 +92,10 @@ pub(crate) async fn login(args: LoginArgs, data_dir: &Path) -> Result<(), Failur
         open_browser(url.as_str());
     }
 
-    let query = tokio::time::timeout(LOGIN_TIMEOUT, redirected(&listener))
-        .await
+    let waiting = super::table::spinner("Waiting for the login in the browser…".to_owned());
+    let query = tokio::time::timeout(LOGIN_TIMEOUT, redirected(&listener)).await;
+    waiting.finish_and_clear();
+    let query = query
         .map_err(|_| Failure::Failed(anyhow!("no login within {} s", LOGIN_TIMEOUT.as_secs())))??;
     let parameter = |name: &str| {
         query

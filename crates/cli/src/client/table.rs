@@ -1,7 +1,16 @@
-//! Output for people: aligned columns under a header, or `FIELD  value` lines for one thing; and
-//! output for scripts: the API's JSON as it came.
+//! Output for people: aligned columns under a header, or `FIELD  value` lines for one thing, and a
+//! spinner on standard error while something takes long; and output for scripts: the API's JSON
+//! as it came.
 
 use serde_json::Value;
+
+/// A spinner with `message` on standard error, drawn only when that is a terminal; clear it with
+/// `finish_and_clear` when the wait is over.
+pub(crate) fn spinner(message: String) -> indicatif::ProgressBar {
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
 
 /// Prints `rows` under `headers`, each column as wide as its widest cell; `(none)` when empty.
 pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
