@@ -108,9 +108,7 @@ impl TestApp {
             .text()
             .await
             .unwrap();
-        let marker = r#"name="csrf" value=""#;
-        let start = html.find(marker).expect("the form has a CSRF field") + marker.len();
-        html[start..start + 43].to_owned()
+        csrf_field(&html)
     }
 
     /// Fills in and sends the sign-up form.
@@ -197,13 +195,24 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// A browser-like HTTPS client: trusts the Warden's CA, reaches it as `localhost`, keeps cookies
-/// and does not follow redirects (tests look at each one).
+/// The value of the hidden CSRF field of the form in `html`.
+pub fn csrf_field(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).expect("the form has a CSRF field") + marker.len();
+    html[start..start + 43].to_owned()
+}
+
 fn browser_for(warden: &RunningWarden) -> reqwest::Client {
-    let ca = std::fs::read(&warden.tls_files.ca_cert).unwrap();
+    browser(&warden.tls_files.ca_cert, warden.addresses.https)
+}
+
+/// A browser-like HTTPS client: trusts the CA in `ca_file`, reaches `https` as `localhost`, keeps
+/// cookies and does not follow redirects (tests look at each one).
+pub fn browser(ca_file: &std::path::Path, https: std::net::SocketAddr) -> reqwest::Client {
+    let ca = std::fs::read(ca_file).unwrap();
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .resolve("localhost", warden.addresses.https)
+        .resolve("localhost", https)
         .timeout(Duration::from_secs(30))
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())

@@ -5,7 +5,6 @@
 //! `target/console-screenshots/`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use serde_json::Value;
 
@@ -53,23 +52,19 @@ async fn a_customer_uses_the_console_in_a_real_browser() {
     let device: Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("device.json")).unwrap())
             .unwrap();
-    let addresses = &fleet.app.warden.addresses;
-    let mut simulator = testkit::warden_command(&[
-        "device",
-        "simulate",
-        "--bundle",
+    let mut simulator = crate::simulator::simulate(
+        &fleet,
         bundle.to_str().unwrap(),
-        "--broker",
-        &format!("localhost:{}", addresses.mqtt.unwrap().port()),
-        "--rate",
-        "2",
-        "--duration",
-        "180",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+        &["--rate", "2", "--duration", "180"],
+    );
+    // Drained as it runs, so that a full pipe never holds the device up.
+    let outputs: [Option<Box<dyn std::io::Read + Send>>; 2] = [
+        simulator.stdout.take().map(|out| Box::new(out) as _),
+        simulator.stderr.take().map(|err| Box::new(err) as _),
+    ];
+    for mut output in outputs.into_iter().flatten() {
+        std::thread::spawn(move || std::io::copy(&mut output, &mut std::io::sink()));
+    }
 
     let screenshots =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");

@@ -18,13 +18,7 @@ async fn logged_in_browser(
     email: &str,
     password: &str,
 ) -> reqwest::Client {
-    let browser = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
-        .resolve("localhost", https)
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = testkit::browser(ca, https);
     let base = format!("https://localhost:{}", https.port());
     let page = browser
         .get(format!("{base}/login"))
@@ -34,12 +28,7 @@ async fn logged_in_browser(
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the login form has a CSRF token")
-        .to_owned();
+    let csrf = testkit::csrf_field(&page);
     let answer = browser
         .post(format!("{base}/login"))
         .form(&[

@@ -10,8 +10,6 @@ use rumqttc::{AsyncClient, EventLoop, Packet, QoS};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use std::process::Stdio;
-
 use crate::devices::Fleet;
 use crate::mqtt::{connect_device, id, identity, next, password, subscribe};
 use crate::pki::device_client;
@@ -416,30 +414,27 @@ async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_on
     assert!(summary["reconnects"].as_u64().unwrap() >= 20, "{summary}");
 }
 
-/// `warden device simulate` for the bundles in `dir`, failing `fail` of the installs.
+/// `warden device simulate` for the bundles in `dir`, taking offers from the device listener and
+/// failing `fail` of the installs.
 fn simulate(fleet: &Fleet, dir: &str, fail: &str, seconds: &str) -> std::process::Child {
-    let addresses = &fleet.app.warden.addresses;
-    testkit::warden_command(&[
-        "device",
-        "simulate",
-        "--bundle",
+    let listener = format!(
+        "localhost:{}",
+        fleet.app.warden.addresses.device.unwrap().port()
+    );
+    crate::simulator::simulate(
+        fleet,
         dir,
-        "--broker",
-        &format!("localhost:{}", addresses.mqtt.unwrap().port()),
-        "--device-listener",
-        &format!("localhost:{}", addresses.device.unwrap().port()),
-        "--rate",
-        "0",
-        "--fail-installs",
-        fail,
-        "--duration",
-        seconds,
-        "--json",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
+        &[
+            "--device-listener",
+            &listener,
+            "--rate",
+            "0",
+            "--fail-installs",
+            fail,
+            "--duration",
+            seconds,
+        ],
+    )
 }
 
 /// Makes `count` devices of `model` with the command line into a new directory.

@@ -25,6 +25,24 @@ pub(crate) async fn eventually<T>(
     None
 }
 
+/// `warden device simulate --json` for the bundles in `dir` against the fleet's broker, with
+/// `load` (rate, duration, failures…) added; its output is piped for [`finished`].
+pub(crate) fn simulate(fleet: &Fleet, dir: &str, load: &[&str]) -> std::process::Child {
+    let broker = format!(
+        "localhost:{}",
+        fleet.app.warden.addresses.mqtt.unwrap().port()
+    );
+    let mut args = vec![
+        "device", "simulate", "--bundle", dir, "--broker", &broker, "--json",
+    ];
+    args.extend_from_slice(load);
+    warden_command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits for `warden device simulate --json` to end well and returns its summary.
 pub(crate) async fn finished(simulation: std::process::Child) -> Value {
     let output = tokio::task::spawn_blocking(move || simulation.wait_with_output())
@@ -64,27 +82,7 @@ async fn simulated_devices_publish_apply_settings_and_answer_commands() {
     assert_eq!(fleet.claim(&owner, &description).await.0, StatusCode::OK);
     let device_id = &ids[0];
 
-    let broker = format!(
-        "localhost:{}",
-        fleet.app.warden.addresses.mqtt.unwrap().port()
-    );
-    let simulation = warden_command(&[
-        "device",
-        "simulate",
-        "--bundle",
-        out,
-        "--broker",
-        &broker,
-        "--rate",
-        "5",
-        "--duration",
-        "8",
-        "--json",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let simulation = simulate(&fleet, out, &["--rate", "5", "--duration", "8"]);
 
     let detail = format!("/api/v1/devices/{device_id}");
     let online = eventually(10, async || {
