@@ -32,17 +32,7 @@ async fn a_customer_uses_the_console_in_a_real_browser() {
     let fleet = Fleet::new().await;
     fleet.person("tech@example.com", "technician").await;
     fleet.person("admin@example.com", "admin").await;
-    let bundles = tempfile::tempdir().unwrap();
-    fleet.admin(&[
-        "device",
-        "create",
-        "--model",
-        "washer-w500",
-        "--count",
-        "1",
-        "--out",
-        bundles.path().to_str().unwrap(),
-    ]);
+    let bundles = fleet.factory("washer-w500", "1");
     let bundle = std::fs::read_dir(bundles.path())
         .unwrap()
         .next()

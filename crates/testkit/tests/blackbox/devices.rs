@@ -103,6 +103,23 @@ impl Fleet {
         fleet
     }
 
+    /// Makes `count` devices of `model` with the command line into a new directory, one factory
+    /// bundle each.
+    pub(crate) fn factory(&self, model: &str, count: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        self.admin(&[
+            "device",
+            "create",
+            "--model",
+            model,
+            "--count",
+            count,
+            "--out",
+            dir.path().to_str().unwrap(),
+        ]);
+        dir
+    }
+
     /// The same fleet after a restart of its Warden (tokens issued before name the old address
     /// as their issuer, so callers log in again).
     pub(crate) async fn restart(self) -> Self {

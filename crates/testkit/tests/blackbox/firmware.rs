@@ -339,7 +339,7 @@ async fn states(fleet: &Fleet, admin: &str, ids: &[String], release: &str) -> Ve
 async fn twenty_simulated_devices_install_a_release_and_all_refuse_a_tampered_one() {
     let fleet = Fleet::new().await;
     let admin = fleet.person("admin@example.com", "admin").await;
-    let bundles = factory(&fleet, "washer-w500", "20");
+    let bundles = fleet.factory("washer-w500", "20");
     let out = bundles.path().to_str().unwrap();
     let ids: Vec<String> = std::fs::read_dir(bundles.path())
         .unwrap()
@@ -437,22 +437,6 @@ fn simulate(fleet: &Fleet, dir: &str, fail: &str, seconds: &str) -> std::process
     )
 }
 
-/// Makes `count` devices of `model` with the command line into a new directory.
-fn factory(fleet: &Fleet, model: &str, count: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fleet.admin(&[
-        "device",
-        "create",
-        "--model",
-        model,
-        "--count",
-        count,
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
-    dir
-}
-
 fn upload_for(fleet: &Fleet, model: &str, version: &str, bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("firmware.bin");
@@ -477,8 +461,8 @@ fn upload_for(fleet: &Fleet, model: &str, version: &str, bytes: &[u8]) -> String
 async fn a_staged_rollout_completes_and_one_whose_installs_fail_aborts_itself() {
     let fleet = Fleet::new().await;
     let admin = fleet.person("admin@example.com", "admin").await;
-    let washers = factory(&fleet, "washer-w500", "20");
-    let dryers = factory(&fleet, "dryer-d100", "20");
+    let washers = fleet.factory("washer-w500", "20");
+    let dryers = fleet.factory("dryer-d100", "20");
     let healthy = simulate(&fleet, washers.path().to_str().unwrap(), "0", "40");
     let failing = simulate(&fleet, dryers.path().to_str().unwrap(), "1", "40");
     let washer_release = upload_for(&fleet, "washer-w500", "1.1.0", &firmware_bytes(50_000, 4));

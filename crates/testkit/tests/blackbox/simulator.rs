@@ -57,18 +57,8 @@ pub(crate) async fn finished(simulation: std::process::Child) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_devices_publish_apply_settings_and_answer_commands() {
     let fleet = Fleet::new().await;
-    let bundles = tempfile::tempdir().unwrap();
+    let bundles = fleet.factory("washer-w500", "3");
     let out = bundles.path().to_str().unwrap();
-    fleet.admin(&[
-        "device",
-        "create",
-        "--model",
-        "washer-w500",
-        "--count",
-        "3",
-        "--out",
-        out,
-    ]);
     let mut ids: Vec<String> = std::fs::read_dir(bundles.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
