@@ -44,7 +44,7 @@ pub use metrics::HttpMetrics;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
 pub use oauth::{active_claims, key_ring};
 pub use pages::current_user;
-pub use pki::{PeerCertificate, PkiContext};
+pub use pki::{PeerCertificate, PkiContext, renew_for_device};
 pub use rollouts::tend_rollouts;
 
 /// What the device API needs besides the database.
@@ -81,6 +81,8 @@ pub trait DeviceMessages: Send + Sync + std::fmt::Debug {
     async fn ota(&self, device_id: &model::DeviceId, offer: &serde_json::Value);
     /// Withdraws the retained offer on `devices/{id}/ota` (an aborted rollout).
     async fn withdraw_ota(&self, device_id: &model::DeviceId);
+    /// The answer to a certificate request, on `devices/{id}/certificate` (not retained).
+    async fn certificate(&self, device_id: &model::DeviceId, answer: &serde_json::Value);
 }
 
 impl DeviceContext {

@@ -92,6 +92,52 @@ async fn renew(
             .map(|Extension(PeerCertificate(der))| der.as_ref()),
     )
     .await?;
+    let chain = renew_from(&context, &origin, &record, &body).await?;
+    Ok(with_type(
+        (StatusCode::CREATED, chain).into_response(),
+        "application/pem-certificate-chain",
+    ))
+}
+
+/// A device asks over MQTT (`devices/{id}/certificate/request`, docs/mqtt.md) for a new
+/// certificate from `csr`. The session was let in with a valid, unrevoked certificate of this
+/// device, and a revocation closes it. The certificate renewed is the device's unrevoked one that
+/// is valid now and expires first, and its renewal window applies: a device that lost the answer
+/// still holds that one, and asks again.
+pub async fn renew_for_device(
+    context: &ApiContext,
+    device_id: &DeviceId,
+    csr: &[u8],
+) -> Result<String, ApiError> {
+    let now = context.identity.clock.now();
+    let current = context
+        .store
+        .certificates()
+        .by_subject(device_id.as_str())
+        .await?
+        .into_iter()
+        .filter(|record| {
+            record.revoked.is_none()
+                && record.certificate.kind == CertificateKind::Device
+                && record.certificate.not_before <= now
+                && now < record.certificate.not_after
+        })
+        .min_by_key(|record| record.certificate.not_after)
+        .ok_or_else(|| ApiError::Denied("the device has no valid certificate to renew".into()))?;
+    renew_from(context, &Origin::default(), &current, csr).await
+}
+
+/// Issues the renewal of `current` (an unrevoked certificate from the inventory) from `csr`, for
+/// the same name: a device's only within `renewal_window` of its expiry, with the device
+/// validity; a part's short-lived one at any time, with the same lifetime again. The old
+/// certificate stays valid until it expires, so a client that loses the answer can ask again.
+/// Returns the new certificate followed by the intermediate's.
+async fn renew_from(
+    context: &ApiContext,
+    origin: &Origin,
+    record: &store::CertificateRecord,
+    csr: &[u8],
+) -> Result<String, ApiError> {
     let pki = &context.pki;
     let now = context.identity.clock.now();
     let current = &record.certificate;
@@ -110,13 +156,13 @@ async fn renew(
                 )));
             }
             let device = DeviceId::parse(&current.subject).map_err(|_| unreadable())?;
-            let request = check(&body, Requester::Device(device))?;
+            let request = check(csr, Requester::Device(device))?;
             pki.authority
                 .issue_device(&request, pki.device_certificate_validity, now)
         }
         CertificateKind::Workload => {
             let part = PartName::parse(&current.subject).map_err(|_| unreadable())?;
-            let request = check(&body, Requester::Part(part))?;
+            let request = check(csr, Requester::Part(part))?;
             let lifetime = Duration::from_millis(
                 u64::try_from(current.not_after.unix_millis() - current.not_before.unix_millis())
                     .unwrap_or_default(),
@@ -146,23 +192,19 @@ async fn renew(
             None,
         ),
     };
-    let mut record = context
+    let mut audited = context
         .audit_record(
             actor,
             Action::CertificateRenew,
             Target::new("certificate", issued.serial.to_string()),
         )
         .detail(serde_json::json!({ "renewed": current.serial.to_string() }));
-    record.device = device;
-    context.audit(&origin, record).await?;
-    let chain = format!(
+    audited.device = device;
+    context.audit(origin, audited).await?;
+    Ok(format!(
         "{}{}",
         issued.certificate_pem,
         pki.authority.intermediate_pem()
-    );
-    Ok(with_type(
-        (StatusCode::CREATED, chain).into_response(),
-        "application/pem-certificate-chain",
     ))
 }
 

@@ -30,6 +30,10 @@ pub enum TopicKind {
     OtaStatus,
     /// `presence`
     Presence,
+    /// `certificate/request`: a device asks for a new certificate (a CSR).
+    CertificateRequest,
+    /// `certificate`: the platform's answer, the new certificate chain or why not.
+    Certificate,
 }
 
 /// Who may publish to a kind of topic, besides the device where it says so.
@@ -44,7 +48,7 @@ enum Publisher {
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 8] = [
+    pub const ALL: [TopicKind; 10] = [
         TopicKind::Events,
         TopicKind::StateReported,
         TopicKind::StateDesired,
@@ -53,6 +57,8 @@ impl TopicKind {
         TopicKind::Ota,
         TopicKind::OtaStatus,
         TopicKind::Presence,
+        TopicKind::CertificateRequest,
+        TopicKind::Certificate,
     ];
 
     /// The levels after the device id; `None` stands for the command's name.
@@ -66,6 +72,8 @@ impl TopicKind {
             TopicKind::Ota => &[Some("ota")],
             TopicKind::OtaStatus => &[Some("ota"), Some("status")],
             TopicKind::Presence => &[Some("presence")],
+            TopicKind::CertificateRequest => &[Some("certificate"), Some("request")],
+            TopicKind::Certificate => &[Some("certificate")],
         }
     }
 
@@ -74,12 +82,16 @@ impl TopicKind {
             TopicKind::Events
             | TopicKind::StateReported
             | TopicKind::CommandResponse
-            | TopicKind::OtaStatus => Publisher::Device,
+            | TopicKind::OtaStatus
+            | TopicKind::CertificateRequest => Publisher::Device,
             TopicKind::StateDesired => Publisher::Allowed(Action::WriteSettings),
             TopicKind::Command => Publisher::Allowed(Action::SendCommands),
             TopicKind::Ota => Publisher::Platform(Action::ManageFirmware),
             // The device's will message, or the platform when it sees the device go.
             TopicKind::Presence => Publisher::Platform(Action::ReadStatus),
+            // Warden answers from inside the broker. No client may publish it: no service may
+            // manage ownership, and a certificate is the device's identity, which goes with it.
+            TopicKind::Certificate => Publisher::Platform(Action::ManageOwnership),
         }
     }
 
@@ -92,7 +104,7 @@ impl TopicKind {
     fn device_subscribes(self) -> bool {
         matches!(
             self,
-            TopicKind::StateDesired | TopicKind::Command | TopicKind::Ota
+            TopicKind::StateDesired | TopicKind::Command | TopicKind::Ota | TopicKind::Certificate
         )
     }
 
@@ -104,7 +116,12 @@ impl TopicKind {
                 Some(Action::ReadStatus)
             }
             TopicKind::OtaStatus => Some(Action::ManageFirmware),
-            TopicKind::StateDesired | TopicKind::Command | TopicKind::Ota => None,
+            // Only the platform reads a device's certificate requests, in-process.
+            TopicKind::StateDesired
+            | TopicKind::Command
+            | TopicKind::Ota
+            | TopicKind::CertificateRequest
+            | TopicKind::Certificate => None,
         }
     }
 }
@@ -555,6 +572,8 @@ mod tests {
             "$share/store/devices/+/events",
             "#",
             "devices/washer-2/events",
+            "devices/washer-1/certificate/request",
+            "devices/washer-1/certificate",
         ];
         let relation = relation();
         let got: String = filters
@@ -577,12 +596,12 @@ mod tests {
 
     #[test]
     fn who_may_subscribe_to_what() {
-        check_subscribe(device("washer-1"), "nnyyynynnnnnnn");
-        check_subscribe(device("washer-2"), "nnnnnnnnnnnnnn");
-        check_subscribe(person(1, Role::Customer), "yynnnynyynnnnn");
-        check_subscribe(person(2, Role::Technician), "nynnnynnynnnnn");
-        check_subscribe(person(3, Role::Customer), "nnnnnnnnnnnnnn");
-        check_subscribe(service(), "yynnnynyynyynn");
+        check_subscribe(device("washer-1"), "nnyyynynnnnnnnny");
+        check_subscribe(device("washer-2"), "nnnnnnnnnnnnnnnn");
+        check_subscribe(person(1, Role::Customer), "yynnnynyynnnnnnn");
+        check_subscribe(person(2, Role::Technician), "nynnnynnynnnnnnn");
+        check_subscribe(person(3, Role::Customer), "nnnnnnnnnnnnnnnn");
+        check_subscribe(service(), "yynnnynyynyynnnn");
     }
 
     fn check_publish(client: MqttClient, expected: &str) {
@@ -595,6 +614,8 @@ mod tests {
             "devices/washer-1/ota",
             "devices/washer-1/ota/status",
             "devices/washer-1/presence",
+            "devices/washer-1/certificate/request",
+            "devices/washer-1/certificate",
         ];
         let relation = relation();
         let got: String = topics
@@ -613,11 +634,11 @@ mod tests {
 
     #[test]
     fn who_may_publish_to_what() {
-        check_publish(device("washer-1"), "yynnynyy");
-        check_publish(device("washer-2"), "nnnnnnnn");
-        check_publish(person(1, Role::Customer), "nnyynnnn");
-        check_publish(person(2, Role::Technician), "nnnnnnnn");
-        check_publish(person(3, Role::Customer), "nnnnnnnn");
-        check_publish(service(), "nnynnyny");
+        check_publish(device("washer-1"), "yynnynyyyn");
+        check_publish(device("washer-2"), "nnnnnnnnnn");
+        check_publish(person(1, Role::Customer), "nnyynnnnnn");
+        check_publish(person(2, Role::Technician), "nnnnnnnnnn");
+        check_publish(person(3, Role::Customer), "nnnnnnnnnn");
+        check_publish(service(), "nnynnynynn");
     }
 }

@@ -162,6 +162,10 @@ impl Authority for BrokerAuthority {
                     .await
                     .map(drop)
             }
+            TopicKind::CertificateRequest => {
+                self.renew(device_id, message.payload).await;
+                Ok(())
+            }
             // Events and presence are stored above and need nothing more.
             _ => Ok(()),
         };
@@ -184,6 +188,34 @@ impl Authority for BrokerAuthority {
         }
         if online && let Err(error) = http_api::redeliver(&self.context, device_id).await {
             tracing::warn!(%error, %device_id, "cannot send a device its retained messages again");
+        }
+    }
+}
+
+impl BrokerAuthority {
+    /// Answers a certificate request on `devices/{id}/certificate`: `{"request_id", "chain"}` with
+    /// the new certificate and the intermediate's (PEM), or `{"request_id", "error"}`. The request
+    /// is `{"request_id": …, "csr": PEM}` or the CSR alone (PEM or DER).
+    async fn renew(&self, device_id: &DeviceId, payload: &[u8]) {
+        let (request_id, csr) = match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(request)) => (
+                request.get("request_id").cloned().unwrap_or(Value::Null),
+                request
+                    .get("csr")
+                    .and_then(Value::as_str)
+                    .map(|pem| pem.as_bytes().to_vec()),
+            ),
+            _ => (Value::Null, Some(payload.to_vec())),
+        };
+        let answer = match csr {
+            None => json!({"request_id": request_id, "error": "the request has no csr"}),
+            Some(csr) => match http_api::renew_for_device(&self.context, device_id, &csr).await {
+                Ok(chain) => json!({"request_id": request_id, "chain": chain}),
+                Err(error) => json!({"request_id": request_id, "error": error.to_string()}),
+            },
+        };
+        if let Some(messages) = self.context.devices.messages.get() {
+            messages.certificate(device_id, &answer).await;
         }
     }
 }
@@ -229,6 +261,15 @@ impl DeviceMessages for BrokerMessages {
         // Retained: a device that is offline now gets the offer when it subscribes.
         self.publish(format!("devices/{device_id}/ota"), offer.clone(), true)
             .await;
+    }
+
+    async fn certificate(&self, device_id: &DeviceId, answer: &Value) {
+        self.publish(
+            format!("devices/{device_id}/certificate"),
+            answer.clone(),
+            false,
+        )
+        .await;
     }
 
     async fn withdraw_ota(&self, device_id: &DeviceId) {

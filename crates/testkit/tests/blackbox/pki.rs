@@ -721,3 +721,143 @@ async fn a_part_running_apart_gets_a_short_lived_certificate_for_mutual_tls() {
         assert_eq!(admin(&app, &args).status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// Publishes `request` on the device's certificate request topic and returns the answer on its
+/// certificate topic.
+async fn ask_over_mqtt(
+    client: &rumqttc::AsyncClient,
+    events: &mut rumqttc::EventLoop,
+    device_id: &str,
+    request: String,
+) -> serde_json::Value {
+    client
+        .publish(
+            format!("devices/{device_id}/certificate/request"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            request,
+        )
+        .await
+        .unwrap();
+    let answers = format!("devices/{device_id}/certificate");
+    crate::mqtt::next(events, |packet| match packet {
+        rumqttc::Packet::Publish(message) if message.topic == answers => {
+            serde_json::from_slice(&message.payload).ok()
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_renews_over_mqtt_in_its_window() {
+    let fleet = crate::devices::Fleet::new().await;
+    let admin = fleet.person("admin@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let device_id = crate::mqtt::id(&devices[0]).to_owned();
+    let (client, mut events) = crate::mqtt::connect_device(&fleet, &devices[0]).await;
+    let answers = format!("devices/{device_id}/certificate");
+    assert_eq!(
+        crate::mqtt::subscribe(&client, &mut events, &[&answers]).await,
+        [true]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csr = device_request(dir.path(), "mqtt", &format!("/CN={device_id}"));
+    let csr_pem = std::fs::read_to_string(&csr).unwrap();
+    let request = |id: &str| serde_json::json!({"request_id": id, "csr": csr_pem}).to_string();
+
+    let early = ask_over_mqtt(&client, &mut events, &device_id, request("r1")).await;
+    assert_eq!(early["request_id"], "r1");
+    assert!(
+        early["error"]
+            .as_str()
+            .unwrap()
+            .contains("too early to renew"),
+        "{early}"
+    );
+
+    // 340 days later the 30-day window is open.
+    fleet
+        .app
+        .clock
+        .advance(std::time::Duration::from_secs(340 * 86_400));
+    let renewed = ask_over_mqtt(&client, &mut events, &device_id, request("r2")).await;
+    assert_eq!(renewed["request_id"], "r2");
+    let chain = renewed["chain"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{renewed}"));
+    std::fs::write(dir.path().join("renewed.pem"), chain).unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        fleet.app.get("/pki/ca.pem").await.text().await.unwrap(),
+    )
+    .unwrap();
+    // OpenSSL judges at the test clock's time, 340 days ahead, when the new certificate starts.
+    let at = (fleet.app.clock.now().unix_millis() / 1000 + 60).to_string();
+    assert_verifies(
+        &dir.path().join("ca.pem"),
+        &["-attime", &at, "-purpose", "sslclient"],
+        &dir.path().join("renewed.pem"),
+    );
+    assert!(
+        x509(&dir.path().join("renewed.pem"), &["-subject"]).contains(&device_id),
+        "the new certificate names the device"
+    );
+
+    // A device that lost the answer asks again, the CSR alone as the payload, and gets one.
+    let again = ask_over_mqtt(&client, &mut events, &device_id, csr_pem.clone()).await;
+    assert!(again["chain"].is_string(), "{again}");
+    // A request for another device's name, or without a CSR, is refused with the reason.
+    let other = device_request(dir.path(), "other", "/CN=someone-else");
+    let foreign = ask_over_mqtt(
+        &client,
+        &mut events,
+        &device_id,
+        serde_json::json!({"request_id": "r3", "csr": std::fs::read_to_string(other).unwrap()})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(foreign["request_id"], "r3");
+    assert!(foreign["error"].is_string(), "{foreign}");
+    let empty = ask_over_mqtt(
+        &client,
+        &mut events,
+        &device_id,
+        r#"{"request_id":"r4"}"#.into(),
+    )
+    .await;
+    assert_eq!(empty["error"], "the request has no csr");
+
+    // Each renewal is in the inventory and the audit journal, by the device. (The admin's token
+    // ran out with the 340 days; the operator's commands read the same.)
+    let listed = fleet.admin(&["certs", "list", "--device", &device_id]);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|line| line.contains(&device_id))
+            .count(),
+        3,
+        "{listed}"
+    );
+    let exported = warden_command(&[
+        "audit",
+        "export",
+        "--action",
+        "certificate.renew",
+        "--data-dir",
+        fleet.app.data_dir.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let renewals: Vec<serde_json::Value> = String::from_utf8(exported.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(renewals.len(), 2, "{renewals:?}");
+    assert!(
+        renewals
+            .iter()
+            .all(|entry| entry["actor"]["id"] == device_id.as_str())
+    );
+}
