@@ -78,6 +78,32 @@ pub enum Command {
     /// Technicians' access to your devices.
     #[command(subcommand)]
     Grants(GrantsCommand),
+    /// A part's workload certificate, for parts that run apart.
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkloadCommand {
+    /// Renew the certificate in DIR (as `warden admin certs issue-workload` wrote it) through the
+    /// device listener, with a new key, when it is due: after two thirds of its lifetime, or
+    /// `--renew-before` before its end. Runs until Ctrl-C, or checks once with `--once`.
+    Renew {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The part's name (the files are DIR/PART.crt and DIR/PART.key).
+        #[arg(long)]
+        part: String,
+        /// The device listener, https://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// Renew this many seconds before the end instead.
+        #[arg(long, value_name = "SECONDS")]
+        renew_before: Option<u64>,
+        /// Check once and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// Output options of the commands that act as the person logged in.

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{AuditCommand, Cli, Command, ConfigCommand, DeviceToolCommand, GatewayCommand};
+use crate::args::{
+    AuditCommand, Cli, Command, ConfigCommand, DeviceToolCommand, GatewayCommand, WorkloadCommand,
+};
 
 /// How the process ends, so scripts can tell a usage mistake from a failure.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +110,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout => client::logout().await?,
         Command::Devices(command) => client::devices(command).await?,
         Command::Grants(command) => client::grants(command).await?,
+        Command::Workload(command) => workload(command).await?,
         Command::Breach(command) => breach::run(command).await?,
         Command::Device(DeviceToolCommand::Simulate(args)) => {
             simulate::run(args, &cli.global).await?
@@ -115,6 +118,50 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Gateway(GatewayCommand::CheckRules { file }) => check_rules(&file)?,
         Command::Gateway(GatewayCommand::ShippedRules) => print!("{}", gateway::SHIPPED_RULES),
     }
+    Ok(())
+}
+
+/// `warden workload renew`: once, or until a signal.
+async fn workload(command: WorkloadCommand) -> Result<(), Failure> {
+    let WorkloadCommand::Renew {
+        dir,
+        part,
+        server: renewer,
+        renew_before,
+        once,
+    } = command;
+    let part = ::pki::PartName::parse(&part)
+        .map_err(|error| Failure::Input(anyhow::anyhow!("{error}")))?;
+    let files = server::workload::WorkloadFiles { dir, part };
+    let renew_before = renew_before.map(std::time::Duration::from_secs);
+    if once {
+        let now = model::Clock::now(&model::SystemClock);
+        match server::workload::renew_if_due(&files, &renewer, renew_before, now).await? {
+            server::workload::Renewal::Renewed { not_after } => {
+                println!(
+                    "renewed {}: valid until {}",
+                    files.certificate().display(),
+                    not_after.to_rfc3339()
+                );
+            }
+            server::workload::Renewal::NotDue { due_at } => {
+                println!(
+                    "not due: {} renews at {}",
+                    files.certificate().display(),
+                    due_at.to_rfc3339()
+                );
+            }
+        }
+        return Ok(());
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    server::workload::keep_renewed(files, renewer, renew_before, &model::SystemClock, shutdown)
+        .await;
     Ok(())
 }
 

@@ -41,14 +41,14 @@ pub enum Requester {
 }
 
 impl Requester {
-    fn common_name(&self) -> &str {
+    pub(crate) fn common_name(&self) -> &str {
         match self {
             Self::Device(device) => device.as_str(),
             Self::Part(part) => part.as_str(),
         }
     }
 
-    fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         match self {
             Self::Device(device) => device_uri(device),
             Self::Part(part) => part.uri(),
@@ -203,4 +203,24 @@ fn check_key(key: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), Cs
         };
     }
     Err(CsrRejection::WeakKey(format!("key algorithm {algorithm}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issue::new_request;
+
+    #[test]
+    fn a_request_made_for_a_requester_passes_its_check_and_no_other() {
+        let part = Requester::Part(PartName::parse("gateway").unwrap());
+        let device = Requester::Device(DeviceId::parse("washer-1").unwrap());
+        for requester in [&part, &device] {
+            let (key, csr) = new_request(requester).unwrap();
+            assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+            let checked = CheckedCsr::check_for(csr.as_bytes(), requester).unwrap();
+            assert_eq!(checked.requester(), requester);
+        }
+        let (_, csr) = new_request(&part).unwrap();
+        assert!(CheckedCsr::check_for(csr.as_bytes(), &device).is_err());
+    }
 }

@@ -272,6 +272,30 @@ fn device_leaf(device: &DeviceId) -> Result<Leaf, PkiError> {
     })
 }
 
+/// A new P-256 key and a certificate request for `requester` (its common name and URI), as a
+/// device or a part that renews makes them: `(private key PEM, CSR PEM)`.
+pub fn new_request(requester: &Requester) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, requester.common_name());
+    params.distinguished_name = name;
+    params.subject_alt_names = vec![SanType::URI(requester.uri().try_into()?)];
+    let request = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), request.pem()?))
+}
+
+/// When a certificate (PEM, the first one of a chain) starts and stops being valid.
+pub fn validity_of(pem: &str) -> Option<(Timestamp, Timestamp)> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let certificate = block.parse_x509().ok()?;
+    let validity = certificate.validity();
+    Some((
+        Timestamp::from_unix_millis(validity.not_before.timestamp() * 1000),
+        Timestamp::from_unix_millis(validity.not_after.timestamp() * 1000),
+    ))
+}
+
 /// The serial (hex, as the inventory keeps it) of a certificate a client presented; the
 /// inventory says the rest.
 pub fn serial_of(der: &[u8]) -> Option<String> {

@@ -17,6 +17,7 @@ pub use authority::{Authority, CaCertificate, CaRole, PkiError, create_root, iss
 pub use crl::{RevocationReason, RevokedCertificate, UnknownReason, revocation_list};
 pub use csr::{CheckedCsr, CsrRejection, Requester};
 pub use issue::{
-    BadPartName, Bundle, CertificateKind, IssuedCertificate, PartName, device_uri, serial_of,
+    BadPartName, Bundle, CertificateKind, IssuedCertificate, PartName, device_uri, new_request,
+    serial_of, validity_of,
 };
 pub use sealed::{KeyEncryptionKey, SealError};

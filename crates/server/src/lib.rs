@@ -15,6 +15,7 @@ mod mqtt;
 pub mod signing;
 mod telemetry;
 pub mod tls;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::fs;

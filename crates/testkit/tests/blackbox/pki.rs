@@ -861,3 +861,87 @@ async fn a_device_renews_over_mqtt_in_its_window() {
             .all(|entry| entry["actor"]["id"] == device_id.as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_certificate_is_renewed_by_the_agent_when_due() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("broker");
+    admin_ok(
+        &app,
+        &[
+            "certs",
+            "issue-workload",
+            "--part",
+            "broker",
+            "--hours",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let certificate = out.join("broker.crt");
+    let key = out.join("broker.key");
+    let first_serial = x509(&certificate, &["-serial"]);
+    let first_key = std::fs::read_to_string(&key).unwrap();
+    let server = format!(
+        "https://localhost:{}",
+        app.warden.addresses.device.unwrap().port()
+    );
+    let renew = |extra: &[&str]| {
+        let mut args = vec![
+            "workload",
+            "renew",
+            "--dir",
+            out.to_str().unwrap(),
+            "--part",
+            "broker",
+            "--server",
+            &server,
+            "--once",
+        ];
+        args.extend_from_slice(extra);
+        let ran = warden_command(&args).output().unwrap();
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        String::from_utf8(ran.stdout).unwrap()
+    };
+
+    // An hour's certificate is due after 40 minutes: not now.
+    let early = renew(&[]);
+    assert!(early.starts_with("not due"), "{early}");
+    assert_eq!(x509(&certificate, &["-serial"]), first_serial);
+
+    // Renewing two hours before the end is due at once: a new key and certificate, which verify
+    // and which the next renewal authenticates with.
+    for _ in 0..2 {
+        let renewed = renew(&["--renew-before", "7200"]);
+        assert!(renewed.starts_with("renewed"), "{renewed}");
+    }
+    assert_ne!(x509(&certificate, &["-serial"]), first_serial);
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), first_key);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(x509(&certificate, &["-subject"]).contains("broker"));
+    assert_verifies(
+        &out.join("ca.pem"),
+        &["-untrusted", certificate.to_str().unwrap()],
+        &certificate,
+    );
+    assert!(valid_for(&certificate, 3000), "the same hour again");
+    let listed = admin_ok(&app, &["certs", "list", "--expiring-within-days", "1"]);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|line| line.contains("broker"))
+            .count(),
+        3,
+        "{listed}"
+    );
+}
