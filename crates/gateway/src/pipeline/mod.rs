@@ -423,7 +423,7 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
             let max_body = rule
                 .max_body_bytes
                 .unwrap_or(gateway.inner.settings.max_body_bytes as u64);
-            let outcome = match limit_body(request, max_body) {
+            let outcome = match limit_body(request, max_body).await {
                 Ok(request) => {
                     gateway
                         .pass(rule, &captures, &loaded, request)
@@ -466,15 +466,40 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
     response
 }
 
+/// The most of a refused body the gateway reads before it answers, and for how long.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
 /// Refuses a body declared larger than `max_body` bytes; one streamed without a declared length
 /// is cut off at the limit on its way.
-fn limit_body(request: Request, max_body: u64) -> Result<Request, Refusal> {
+async fn limit_body(request: Request, max_body: u64) -> Result<Request, Refusal> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max_body) {
+        // A client that asked to wait (`Expect: 100-continue`) has sent nothing yet and reads the
+        // answer at once. One that is still sending would see its connection closed under it, and
+        // not the answer: so read and drop a bounded part of the body first, as servers' lingering
+        // close does.
+        let waiting = request
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waiting {
+            let mut body = request.into_body();
+            let drain = async {
+                let mut read = 0;
+                while read < DRAIN_BYTES {
+                    match http_body_util::BodyExt::frame(&mut body).await {
+                        Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
+                        _ => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
         return Err(Refusal::new(
             Decision::Denied,
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -144,3 +144,54 @@ async fn the_plain_http_listener_only_redirects_to_https() {
         "HSTS is for HTTPS only"
     );
 }
+
+/// A client that writes a whole large body before it reads (as Python's `requests` does, with no
+/// `Expect: 100-continue`) still gets the 413: the gateway reads a bounded part of the body before
+/// it answers, instead of closing the connection under the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_writes_an_oversized_body_first_reads_the_refusal() {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 1024).await;
+    let ca = std::fs::read(&app.warden.tls_files.ca_cert).unwrap();
+    let address = app.warden.addresses.https;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+            roots.add(certificate.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connection =
+            rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+                .unwrap();
+        let socket = std::net::TcpStream::connect(address).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, socket);
+        let body = vec![b' '; 6 * 1024 * 1024];
+        write!(
+            tls,
+            "POST /api/v1/devices/claim HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        for chunk in body.chunks(64 * 1024) {
+            tls.write_all(chunk)
+                .expect("the whole body is taken before the answer");
+        }
+        tls.flush().unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+}
