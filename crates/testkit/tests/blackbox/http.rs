@@ -157,41 +157,48 @@ async fn a_client_that_writes_an_oversized_body_first_reads_the_refusal() {
     let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 1024).await;
     let ca = std::fs::read(&app.warden.tls_files.ca_cert).unwrap();
     let address = app.warden.addresses.https;
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
-            roots.add(certificate.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let connection =
-            rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
-                .unwrap();
-        let socket = std::net::TcpStream::connect(address).unwrap();
-        let mut tls = rustls::StreamOwned::new(connection, socket);
-        let body = vec![b' '; 6 * 1024 * 1024];
-        write!(
-            tls,
-            "POST /api/v1/devices/claim HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
+    // Once to a route with a 1 KiB limit, once to a path no rule takes.
+    for (path, expected, code) in [
+        ("/api/v1/devices/claim", "HTTP/1.1 413", "payload_too_large"),
+        ("/no/such/path", "HTTP/1.1 404", "not_found"),
+    ] {
+        let ca = ca.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+                roots.add(certificate.unwrap()).unwrap();
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let connection =
+                rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+                    .unwrap();
+            let socket = std::net::TcpStream::connect(address).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, socket);
+            let body = vec![b' '; 6 * 1024 * 1024];
+            write!(
+                tls,
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            for chunk in body.chunks(64 * 1024) {
+                tls.write_all(chunk)
+                    .expect("the whole body is taken before the answer");
+            }
+            tls.flush().unwrap();
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer);
+            String::from_utf8_lossy(&answer).into_owned()
+        })
+        .await
         .unwrap();
-        for chunk in body.chunks(64 * 1024) {
-            tls.write_all(chunk)
-                .expect("the whole body is taken before the answer");
-        }
-        tls.flush().unwrap();
-        let mut answer = Vec::new();
-        let _ = tls.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
-    })
-    .await
-    .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("payload_too_large"), "{answer}");
+        assert!(answer.starts_with(expected), "{path}: {answer}");
+        assert!(answer.contains(code), "{path}: {answer}");
+    }
 }
