@@ -326,16 +326,19 @@ async fn abort(
     Ok(Some(aborted))
 }
 
-async fn counts(context: &ApiContext, rollout: &Rollout) -> Result<Counts, ApiError> {
+/// Where a rollout's devices are, and how many it targets.
+async fn progress(context: &ApiContext, rollout: &Rollout) -> Result<(Counts, usize), ApiError> {
+    let firmware = context.store.firmware();
+    let total = firmware.rollout_size(&rollout.rollout_id).await?;
     let mut counts = Counts::default();
-    for (state, devices) in context.store.firmware().rollout_states(rollout).await? {
+    for (state, devices) in firmware.rollout_states(rollout).await? {
         match state {
             OtaState::Succeeded => counts.succeeded += devices,
             OtaState::Failed => counts.failed += devices,
             _ => counts.in_flight += devices,
         }
     }
-    Ok(counts)
+    Ok((counts, total))
 }
 
 /// One pass over the running rollouts: each aborts, moves on, completes or waits as its policy
@@ -357,12 +360,7 @@ pub async fn tend_rollouts(context: &ApiContext) {
 
 async fn tend(context: &ApiContext, rollout: &Rollout) -> Result<(), ApiError> {
     let stages = stages_of(rollout)?;
-    let counts = counts(context, rollout).await?;
-    let total = context
-        .store
-        .firmware()
-        .rollout_size(&rollout.rollout_id)
-        .await?;
+    let (counts, total) = progress(context, rollout).await?;
     let now = context.identity.clock.now();
     let offered = counts.in_flight + counts.succeeded + counts.failed;
     let stage_done = counts.in_flight == 0 && offered >= stages.reach(rollout.stage, total) as u64;
@@ -419,12 +417,7 @@ async fn tend(context: &ApiContext, rollout: &Rollout) -> Result<(), ApiError> {
 }
 
 async fn rollout_json(context: &ApiContext, rollout: &Rollout) -> Result<Value, ApiError> {
-    let counts = counts(context, rollout).await?;
-    let total = context
-        .store
-        .firmware()
-        .rollout_size(&rollout.rollout_id)
-        .await?;
+    let (counts, total) = progress(context, rollout).await?;
     Ok(json!({
         "rollout_id": rollout.rollout_id,
         "release_id": rollout.release_id,

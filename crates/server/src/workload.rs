@@ -103,8 +103,8 @@ pub async fn renew_if_due(
     let (_, renewed_until) =
         pki::validity_of(&body).context("the renewal's answer holds no certificate")?;
     // The key first: a reader that sees the new certificate finds its key.
-    replace(&files.key(), &new_key, 0o600)?;
-    replace(&files.certificate(), &body, 0o644)?;
+    crate::tls::write_atomically(&files.key(), &new_key, 0o600)?;
+    crate::tls::write_atomically(&files.certificate(), &body, 0o644)?;
     Ok(Renewal::Renewed {
         not_after: renewed_until,
     })
@@ -143,25 +143,6 @@ pub async fn keep_renewed(
 
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// Writes `text` to a new file beside `path` with `mode`, synced, and renames it over `path`.
-fn replace(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension(format!("new-{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

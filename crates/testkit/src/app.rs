@@ -135,20 +135,7 @@ impl TestApp {
         password: &str,
         next: &str,
     ) -> reqwest::Response {
-        let token = self
-            .csrf_in(browser, &format!("/login?next={}", urlencode(next)))
-            .await;
-        browser
-            .post(self.url("/login"))
-            .form(&[
-                ("email", email),
-                ("password", password),
-                ("csrf", &token),
-                ("next", next),
-            ])
-            .send()
-            .await
-            .unwrap()
+        log_in(browser, &self.base_url, email, password, next).await
     }
 
     /// Logs the client's browser session out.
@@ -193,6 +180,37 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Fills in and sends the login form of the Warden at `base_url` in `browser`, asking to go to
+/// `next` afterwards.
+pub async fn log_in(
+    browser: &reqwest::Client,
+    base_url: &str,
+    email: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let page = browser
+        .get(format!("{base_url}/login?next={}", urlencode(next)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf_field(&page);
+    browser
+        .post(format!("{base_url}/login"))
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf", &token),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The value of the hidden CSRF field of the form in `html`.

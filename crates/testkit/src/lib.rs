@@ -10,5 +10,5 @@ mod app;
 pub mod postgres;
 mod process;
 
-pub use app::{TestApp, browser, csrf_field};
+pub use app::{TestApp, browser, csrf_field, log_in};
 pub use process::{WardenProcess, warden_binary, warden_command};

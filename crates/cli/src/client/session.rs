@@ -2,8 +2,7 @@
 //! for it, and the tokens, in the user's configuration directory with mode 0600; and the calls
 //! to the API with them, refreshing the access token when it runs out.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,17 +76,7 @@ impl Credentials {
         let written = (|| -> anyhow::Result<()> {
             std::fs::create_dir_all(dir)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-            let temporary = dir.join(format!(".credentials-{}", std::process::id()));
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)?;
-            file.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            Ok(())
+            server::tls::write_atomically(&path, &serde_json::to_string_pretty(self)?, 0o600)
         })();
         written.with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())

@@ -20,26 +20,7 @@ async fn logged_in_browser(
 ) -> reqwest::Client {
     let browser = testkit::browser(ca, https);
     let base = format!("https://localhost:{}", https.port());
-    let page = browser
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = testkit::csrf_field(&page);
-    let answer = browser
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("next", "/account"),
-            ("email", email),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let answer = testkit::log_in(&browser, &base, email, password, "/account").await;
     assert_eq!(
         answer.status(),
         StatusCode::SEE_OTHER,
