@@ -21,8 +21,17 @@ use crate::retain::MemoryRetain;
 use crate::terminate::{self, Peers};
 use policy::topic::MqttClient;
 
-/// The id of rmqtt's loopback listener behind the TLS terminator.
+/// The ids of rmqtt's loopback listeners behind the TLS terminators.
 const BACKEND_LISTENER: u16 = 1;
+const WEBSOCKET_BACKEND_LISTENER: u16 = 2;
+
+/// Where the broker listens: MQTT over TLS, and optionally MQTT over WebSocket over TLS (for
+/// browsers), each terminated by Warden's rustls.
+#[derive(Debug)]
+pub struct Listeners {
+    pub tls: TcpListener,
+    pub websocket: Option<TcpListener>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -55,11 +64,11 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Serves MQTT over TLS on `listener` until `shutdown`; the returned future is the server and
-    /// must be polled (spawn it). Clients authenticate in the TLS handshake (devices) and in
-    /// CONNECT (everyone), as `authority` decides.
+    /// Serves MQTT on `listeners` until `shutdown`; the returned future is the server and must be
+    /// polled (spawn it). Clients authenticate in the TLS handshake (devices) and in CONNECT
+    /// (everyone), as `authority` decides.
     pub async fn start(
-        listener: TcpListener,
+        listeners: Listeners,
         tls: Arc<rustls::ServerConfig>,
         authority: Arc<dyn Authority>,
         shutdown: CancellationToken,
@@ -81,21 +90,29 @@ impl Broker {
             registration.add(kind, Box::new(hooks.clone())).await;
         }
         registration.start().await;
-        let backend = Builder::new()
-            .name("warden/mqtt-backend")
-            .laddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .nodelay(true)
-            // Without this, a CONNECT without a user name would skip the authentication hook.
-            .allow_anonymous(false)
-            .bind()
-            .and_then(|builder| builder.tcp())
-            .map_err(|error| BrokerError::Listen(error.to_string()))?;
-        let backend_address = backend
-            .local_addr()
-            .map_err(|error| BrokerError::Listen(error.to_string()))?;
-        let server = MqttServer::new(context.clone())
-            .listener_by_id(backend, BACKEND_LISTENER)
-            .build();
+        let (listener, backend_address) = backend("warden/mqtt-backend", Transport::Tcp)?;
+        let mut server =
+            MqttServer::new(context.clone()).listener_by_id(listener, BACKEND_LISTENER);
+        let mut fronts = vec![terminate::run(
+            listeners.tls,
+            TlsAcceptor::from(tls.clone()),
+            backend_address,
+            peers.clone(),
+            shutdown.clone(),
+        )];
+        if let Some(websocket) = listeners.websocket {
+            let (listener, backend_address) =
+                backend("warden/mqtt-websocket-backend", Transport::WebSocket)?;
+            server = server.listener_by_id(listener, WEBSOCKET_BACKEND_LISTENER);
+            fronts.push(terminate::run(
+                websocket,
+                TlsAcceptor::from(tls),
+                backend_address,
+                peers,
+                shutdown.clone(),
+            ));
+        }
+        let server = server.build();
         let broker = Self {
             context: context.clone(),
             hooks,
@@ -107,15 +124,8 @@ impl Broker {
                     tracing::error!(%error, "the MQTT broker stopped");
                 }
             });
-            let front = terminate::run(
-                listener,
-                TlsAcceptor::from(tls),
-                backend_address,
-                peers,
-                shutdown.clone(),
-            );
             tokio::select! {
-                () = front => {}
+                _ = futures_util::future::join_all(fronts) => {}
                 _ = &mut rmqtt => {}
             }
             // rmqtt has no shutdown of its own: its accept loop is stopped, and every session
@@ -211,6 +221,34 @@ impl Broker {
             self.disconnect(&client_id).await;
         }
     }
+}
+
+enum Transport {
+    Tcp,
+    WebSocket,
+}
+
+/// An rmqtt listener on a free loopback port, and its address, for a TLS terminator to forward to.
+fn backend(
+    name: &str,
+    transport: Transport,
+) -> Result<(rmqtt::net::Listener, SocketAddr), BrokerError> {
+    let listen = |error: anyhow::Error| BrokerError::Listen(error.to_string());
+    let listener = Builder::new()
+        .name(name)
+        .laddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .nodelay(true)
+        // Without this, a CONNECT without a user name would skip the authentication hook.
+        .allow_anonymous(false)
+        .bind()
+        .map_err(listen)?;
+    let listener = match transport {
+        Transport::Tcp => listener.tcp(),
+        Transport::WebSocket => listener.ws(),
+    }
+    .map_err(listen)?;
+    let address = listener.local_addr().map_err(listen)?;
+    Ok((listener, address))
 }
 
 /// Publishes a message of Warden's own to the subscribers of `topic`, at QoS 1.

@@ -13,6 +13,7 @@
 //! so another broker could sit behind the same interface.
 
 mod broker;
+mod development;
 mod hooks;
 mod retain;
 mod terminate;
@@ -22,7 +23,8 @@ use model::{DeviceId, Timestamp};
 use policy::DeviceRelation;
 use policy::topic::{DeviceTopic, MqttClient};
 
-pub use broker::{Broker, BrokerError, Recheck};
+pub use broker::{Broker, BrokerError, Listeners, Recheck};
+pub use development::{DeniedTopics, start_development};
 
 /// What a client presented in its CONNECT and its TLS handshake.
 #[derive(Debug)]

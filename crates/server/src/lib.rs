@@ -65,6 +65,10 @@ pub struct Addresses {
     pub device: Option<SocketAddr>,
     /// The MQTT broker's TLS listener.
     pub mqtt: Option<SocketAddr>,
+    /// The broker's MQTT-over-WebSocket listener (TLS).
+    pub mqtt_websocket: Option<SocketAddr>,
+    /// The MQTT development listener (plain, loopback, a broker of its own).
+    pub mqtt_development: Option<SocketAddr>,
 }
 
 /// A Warden whose listeners are up. Dropping it does not stop it; call [`RunningWarden::shutdown`].
@@ -127,11 +131,26 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let (device_listener, device) =
         bind_optional(settings.device_listen, "http.device_listen").await?;
     let (mqtt_listener, mqtt) = bind_optional(settings.mqtt_listen, "mqtt.listen").await?;
+    let (mqtt_websocket_listener, mqtt_websocket) =
+        bind_optional(settings.mqtt_websocket_listen, "mqtt.websocket_listen").await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mqtt_development = match &settings.mqtt_development {
+        Some((address, denied)) => {
+            let (bound, serve) =
+                ::mqtt::start_development(*address, denied.clone(), shutdown.clone()).await?;
+            tasks.spawn(serve);
+            Some(bound)
+        }
+        None => None,
+    };
     let addresses = Addresses {
         https,
         http_redirect,
         device,
         mqtt,
+        mqtt_websocket,
+        mqtt_development,
     };
     let base_url = format!(
         "https://{}/",
@@ -158,8 +177,6 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         )?),
     };
 
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     let mut registry = Registry::with_prefix("warden");
     let (event_recorder, event_commits) =
         events::recorder(&store, &settings.events, &mut registry, &shutdown);
@@ -271,8 +288,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         let authority = Arc::new(mqtt::BrokerAuthority {
             context: context.clone(),
         });
+        let listeners = ::mqtt::Listeners {
+            tls: listener,
+            websocket: mqtt_websocket_listener,
+        };
         let (broker, serve) =
-            ::mqtt::Broker::start(listener, mqtt_tls, authority, shutdown.clone()).await?;
+            ::mqtt::Broker::start(listeners, mqtt_tls, authority, shutdown.clone()).await?;
         tasks.spawn(mqtt::recheck_sessions(
             broker.clone(),
             revocations.subscribe(),
@@ -347,7 +368,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
     write_addresses(data_dir, &addresses)?;
-    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, device = ?addresses.device, mqtt = ?addresses.mqtt, "Warden is listening");
+    tracing::info!(https = %addresses.https, redirect = ?addresses.http_redirect, device = ?addresses.device, mqtt = ?addresses.mqtt, mqtt_websocket = ?addresses.mqtt_websocket, mqtt_development = ?addresses.mqtt_development, "Warden is listening");
     Ok(RunningWarden {
         addresses,
         store,
@@ -456,6 +477,19 @@ fn banner(settings: &Settings, warden: &RunningWarden, extra: Vec<String>) -> St
             "                   https {device} (devices, with their certificate)"
         ));
     }
+    if let Some(mqtt) = warden.addresses.mqtt {
+        lines.push(format!("                   mqtts {mqtt} (the MQTT broker)"));
+    }
+    if let Some(websocket) = warden.addresses.mqtt_websocket {
+        lines.push(format!(
+            "                   wss   {websocket} (MQTT over WebSocket)"
+        ));
+    }
+    if let Some(development) = warden.addresses.mqtt_development {
+        lines.push(format!(
+            "                   mqtt  {development} (development broker: anonymous, no TLS, no devices)"
+        ));
+    }
     lines.push(format!(
         "  Data directory:  {}",
         settings.data_dir.display()
@@ -530,6 +564,12 @@ fn write_addresses(data_dir: &std::path::Path, addresses: &Addresses) -> anyhow:
     }
     if let Some(mqtt) = addresses.mqtt {
         map.insert("mqtt", mqtt.to_string());
+    }
+    if let Some(websocket) = addresses.mqtt_websocket {
+        map.insert("mqtt_websocket", websocket.to_string());
+    }
+    if let Some(development) = addresses.mqtt_development {
+        map.insert("mqtt_development", development.to_string());
     }
     if let Some(redirect) = addresses.http_redirect {
         map.insert("http_redirect", redirect.to_string());

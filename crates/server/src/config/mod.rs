@@ -84,12 +84,28 @@ pub struct MqttConfig {
     /// Warden's CA and their password (user name: the device id); people and services present an
     /// access token as the password. Port 0 picks a free port. Empty: no broker.
     pub listen: String,
+    /// Address of the MQTT-over-WebSocket-over-TLS listener for browser apps, as IP:PORT
+    /// (`wss://HOST:PORT/mqtt`, subprotocol `mqtt`; any path is taken). The same broker, TLS,
+    /// authentication and authorization as `listen`; browsers log in with an access token.
+    /// Needs `listen`. Empty: none.
+    pub websocket_listen: String,
+    /// Address of the development listener, as IP:PORT on a loopback address (any other address
+    /// is refused): plain MQTT without TLS, anonymous, for generic MQTT tools and test suites. It
+    /// is a broker of its own: it never reaches devices, sessions or messages of the device
+    /// broker, and nobody may publish or subscribe under `devices/` there. Empty: none.
+    pub development_listen: String,
+    /// Topic filters nobody may publish to or subscribe within on the development listener,
+    /// besides `devices/#` (for example `["$SYS/#", "secret/+"]`).
+    pub development_denied_topics: Vec<String>,
 }
 
 impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8883".to_owned(),
+            websocket_listen: String::new(),
+            development_listen: String::new(),
+            development_denied_topics: Vec::new(),
         }
     }
 }
@@ -386,6 +402,10 @@ pub struct Settings {
     pub device_listen: Option<SocketAddr>,
     /// The MQTT broker's listener; `None`: no broker.
     pub mqtt_listen: Option<SocketAddr>,
+    /// The MQTT-over-WebSocket listener of the same broker.
+    pub mqtt_websocket_listen: Option<SocketAddr>,
+    /// The development listener (loopback only) and what it denies.
+    pub mqtt_development: Option<(SocketAddr, ::mqtt::DeniedTopics)>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -533,15 +553,48 @@ impl Config {
         let mqtt_listen = optional(&self.mqtt.listen)
             .map(|value| address("mqtt.listen", value))
             .transpose()?;
-        if let Some(mqtt) = mqtt_listen
-            && mqtt.port() != 0
-            && [Some(https_listen), redirect_listen, device_listen].contains(&Some(mqtt))
-        {
+        let mqtt_websocket_listen = optional(&self.mqtt.websocket_listen)
+            .map(|value| address("mqtt.websocket_listen", value))
+            .transpose()?;
+        if mqtt_websocket_listen.is_some() && mqtt_listen.is_none() {
             return Err(invalid(
-                "mqtt.listen",
-                "must differ from the HTTP listeners' addresses",
+                "mqtt.websocket_listen",
+                "needs the broker: set mqtt.listen too",
             ));
         }
+        let development_listen = optional(&self.mqtt.development_listen)
+            .map(|value| address("mqtt.development_listen", value))
+            .transpose()?;
+        if development_listen.is_some_and(|address| !address.ip().is_loopback()) {
+            return Err(invalid(
+                "mqtt.development_listen",
+                "must be a loopback address (127.0.0.1 or ::1): it takes anonymous clients without TLS",
+            ));
+        }
+        let mut taken = vec![Some(https_listen), redirect_listen, device_listen];
+        for (key, listen) in [
+            ("mqtt.listen", mqtt_listen),
+            ("mqtt.websocket_listen", mqtt_websocket_listen),
+            ("mqtt.development_listen", development_listen),
+        ] {
+            if let Some(address) = listen
+                && address.port() != 0
+                && taken.contains(&Some(address))
+            {
+                return Err(invalid(
+                    key,
+                    "must differ from the addresses of the other listeners",
+                ));
+            }
+            taken.push(listen);
+        }
+        let mqtt_development = development_listen
+            .map(|address| {
+                ::mqtt::DeniedTopics::new(&self.mqtt.development_denied_topics)
+                    .map(|denied| (address, denied))
+                    .map_err(|error| invalid("mqtt.development_denied_topics", error))
+            })
+            .transpose()?;
         let max_body_bytes =
             usize::try_from(positive("http.max_body_bytes", self.http.max_body_bytes)?).map_err(
                 |_| {
@@ -675,6 +728,8 @@ impl Config {
             redirect_listen,
             device_listen,
             mqtt_listen,
+            mqtt_websocket_listen,
+            mqtt_development,
             max_body_bytes,
             request_timeout,
             shutdown_grace,
@@ -922,6 +977,29 @@ mod tests {
             Some(("http.redirect_listen", "differ")),
         );
         check(|c| c.http.redirect_listen = "127.0.0.1:8080".into(), None);
+        check(
+            |c| c.mqtt.websocket_listen = "127.0.0.1:8883".into(),
+            Some(("mqtt.websocket_listen", "differ")),
+        );
+        check(
+            |c| {
+                c.mqtt.listen = String::new();
+                c.mqtt.websocket_listen = "127.0.0.1:8884".into();
+            },
+            Some(("mqtt.websocket_listen", "mqtt.listen")),
+        );
+        check(|c| c.mqtt.development_listen = "[::1]:1883".into(), None);
+        check(
+            |c| c.mqtt.development_listen = "0.0.0.0:1883".into(),
+            Some(("mqtt.development_listen", "loopback")),
+        );
+        check(
+            |c| {
+                c.mqtt.development_listen = "127.0.0.1:1883".into();
+                c.mqtt.development_denied_topics = vec!["a/#/b".into()];
+            },
+            Some(("mqtt.development_denied_topics", "not an MQTT topic filter")),
+        );
         check(
             |c| c.http.max_body_bytes = 0,
             Some(("http.max_body_bytes", "greater than 0")),

@@ -53,9 +53,32 @@ pub(crate) async fn connect(
 ) -> Result<(AsyncClient, EventLoop), String> {
     let address = fleet.app.warden.addresses.mqtt.unwrap();
     let mut options = MqttOptions::new(client_id, "localhost", address.port());
-    options.set_credentials(credentials.0, credentials.1);
-    options.set_keep_alive(Duration::from_secs(30));
     options.set_transport(Transport::Tls(tls(fleet, identity)));
+    connect_with(options, Some(credentials)).await
+}
+
+/// A client of the broker's WebSocket listener (`wss://…/mqtt`), without a client certificate.
+async fn connect_websocket(
+    fleet: &Fleet,
+    client_id: &str,
+    credentials: (&str, &str),
+) -> Result<(AsyncClient, EventLoop), String> {
+    let address = fleet.app.warden.addresses.mqtt_websocket.unwrap();
+    let url = format!("wss://localhost:{}/mqtt", address.port());
+    let mut options = MqttOptions::new(client_id, url, address.port());
+    options.set_transport(Transport::wss_with_config(tls(fleet, None)));
+    connect_with(options, Some(credentials)).await
+}
+
+/// Connects with `options` (and `credentials`, when given), waiting for the CONNACK.
+async fn connect_with(
+    mut options: MqttOptions,
+    credentials: Option<(&str, &str)>,
+) -> Result<(AsyncClient, EventLoop), String> {
+    if let Some((username, password)) = credentials {
+        options.set_credentials(username, password);
+    }
+    options.set_keep_alive(Duration::from_secs(30));
     let (client, mut events) = AsyncClient::new(options, 16);
     loop {
         match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
@@ -622,4 +645,130 @@ async fn a_client_that_keeps_publishing_where_it_may_not_is_disconnected() {
         closed_within(&mut events, 3).await,
         "the session survived ten refused publishes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_reach_the_same_broker_over_websocket_with_the_same_rules() {
+    let fleet = Fleet::with(|config| config.mqtt.websocket_listen = "127.0.0.1:0".into()).await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 2).await;
+    let (washer, other) = (&devices[0], &devices[1]);
+    let owner = fleet.person("owner@example.com", "customer").await;
+    assert_eq!(fleet.claim(&owner, washer).await.0, StatusCode::OK);
+
+    assert!(
+        connect_websocket(&fleet, "web-bad", ("owner@example.com", "not a token"))
+            .await
+            .is_err()
+    );
+    let (app, mut app_events) =
+        connect_websocket(&fleet, "web-owner", ("owner@example.com", &owner))
+            .await
+            .unwrap();
+    let events_topic = format!("devices/{}/events", id(washer));
+    let others = format!("devices/{}/events", id(other));
+    let granted = subscribe(&app, &mut app_events, &[&events_topic, &others, "#"]).await;
+    assert_eq!(granted, [true, false, false]);
+
+    // A device on the TLS listener reaches its owner in the browser: one broker, two doors.
+    let (device, mut device_events) = connect_device(&fleet, washer).await;
+    device
+        .publish(&events_topic, QoS::AtLeastOnce, false, r#"{"rinse":1}"#)
+        .await
+        .unwrap();
+    tokio::spawn(async move { while device_events.poll().await.is_ok() {} });
+    let received = next(&mut app_events, |packet| match packet {
+        Packet::Publish(message) if message.topic == events_topic => Some(message.payload),
+        _ => None,
+    })
+    .await;
+    assert_eq!(&received[..], br#"{"rinse":1}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_listener_is_anonymous_and_a_broker_of_its_own() {
+    let fleet = Fleet::with(|config| {
+        config.mqtt.development_listen = "127.0.0.1:0".into();
+        config.mqtt.development_denied_topics = vec!["secret/#".into()];
+    })
+    .await;
+    let admin = fleet.person("root@example.com", "admin").await;
+    let devices = fleet.make_devices(&admin, 1).await;
+    let washer = &devices[0];
+    let address = fleet.app.warden.addresses.mqtt_development.unwrap();
+    assert!(address.ip().is_loopback());
+    let anonymous = |client_id: &str| MqttOptions::new(client_id, "127.0.0.1", address.port());
+
+    // Generic tools need no credentials; a user name is not checked either.
+    let (tool, mut tool_events) = connect_with(anonymous("tool"), None).await.unwrap();
+    let (named, mut named_events) = connect_with(anonymous("named"), Some(("anyone", "x")))
+        .await
+        .unwrap();
+    let granted = subscribe(
+        &tool,
+        &mut tool_events,
+        &["lab/#", "#", "devices/+/events", "devices/#", "secret/a"],
+    )
+    .await;
+    assert_eq!(granted, [true, true, false, false, false]);
+    named
+        .publish("lab/oven", QoS::AtLeastOnce, false, "hot")
+        .await
+        .unwrap();
+    tokio::spawn(async move { while named_events.poll().await.is_ok() {} });
+    let received = next(&mut tool_events, |packet| match packet {
+        Packet::Publish(message) => Some((message.topic, message.payload)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (received.0.as_str(), &received.1[..]),
+        ("lab/oven", &b"hot"[..])
+    );
+
+    // A client id naming a device here is another client in another broker: the device's own
+    // session on the TLS listener is untouched, and nothing of it is seen here.
+    let (impostor, mut impostor_events) = connect_with(anonymous(id(washer)), None).await.unwrap();
+    for topic in [
+        format!("devices/{}/events", id(washer)),
+        "secret/x".to_owned(),
+    ] {
+        impostor
+            .publish(&topic, QoS::AtLeastOnce, false, "forged")
+            .await
+            .unwrap();
+    }
+    impostor
+        .publish("lab/after", QoS::AtLeastOnce, false, "ok")
+        .await
+        .unwrap();
+    tokio::spawn(async move { while impostor_events.poll().await.is_ok() {} });
+    let (device, mut device_events) = connect_device(&fleet, washer).await;
+    let events_topic = format!("devices/{}/events", id(washer));
+    device
+        .publish(&events_topic, QoS::AtLeastOnce, false, "real")
+        .await
+        .unwrap();
+    next(&mut device_events, |packet| {
+        matches!(packet, Packet::PubAck(_)).then_some(())
+    })
+    .await;
+    // The `#` subscriber sees the allowed message after the refused ones, and none of them.
+    let seen = next(&mut tool_events, |packet| match packet {
+        Packet::Publish(message) => Some(message.topic),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seen, "lab/after");
+    let (status, page) = fleet
+        .get(&format!("/api/v1/devices/{}/events", id(washer)), &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let payloads: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["topic"] == events_topic.as_str())
+        .collect();
+    assert_eq!(payloads.len(), 1, "{page}");
 }
