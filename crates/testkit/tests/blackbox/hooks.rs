@@ -9,7 +9,7 @@ use crate::devices::Fleet;
 use crate::pki::device_client;
 
 /// The topics a device has, after `devices/{id}/`, in the order of the publish tables below.
-const PUBLISH_TOPICS: [&str; 8] = [
+pub(crate) const PUBLISH_TOPICS: [&str; 8] = [
     "events",
     "state/reported",
     "state/desired",
@@ -21,7 +21,7 @@ const PUBLISH_TOPICS: [&str; 8] = [
 ];
 
 /// Subscription filters; `{id}` is the claimed device, `{other}` a device nobody owns.
-const FILTERS: [&str; 14] = [
+pub(crate) const FILTERS: [&str; 14] = [
     "devices/{id}/events",
     "devices/{id}/state/reported",
     "devices/{id}/state/desired",
@@ -36,6 +36,16 @@ const FILTERS: [&str; 14] = [
     "$share/store/devices/+/events",
     "#",
     "devices/{other}/events",
+];
+
+/// The topic table of DESIGN.md as the policy answers it, one row per client: the device itself,
+/// its owner, a technician granted `read_status` and `write_settings`, and a stranger. Each row
+/// has `y` (allowed) or `n` per topic of [`PUBLISH_TOPICS`] and per filter of [`FILTERS`].
+pub(crate) const TABLE: [(&str, &str); 4] = [
+    ("yynnynyy", "nnyyynynnnnnnn"),
+    ("nnyynnnn", "yynnnynyynnnnn"),
+    ("nnynnnnn", "nynnnynnynnnnn"),
+    ("nnnnnnnn", "nnnnnnnnnnnnnn"),
 ];
 
 /// The broker's side: a client presenting the `broker` workload certificate.
@@ -422,14 +432,7 @@ async fn the_broker_hooks_answer_connects_publishes_and_subscriptions_from_the_t
             username: "stranger@example.com".into(),
         },
     ];
-    // One row per client: publish (PUBLISH_TOPICS), subscribe (FILTERS).
-    let table = [
-        ("yynnynyy", "nnyyynynnnnnnn"),
-        ("nnyynnnn", "yynnnynyynnnnn"),
-        ("nnynnnnn", "nynnnynnynnnnn"),
-        ("nnnnnnnn", "nnnnnnnnnnnnnn"),
-    ];
-    for (client, (publish, subscribe)) in clients.iter().zip(table) {
+    for (client, (publish, subscribe)) in clients.iter().zip(TABLE) {
         broker.assert_vernemq_publish(client, publish).await;
         broker.assert_vernemq_subscribe(client, subscribe).await;
     }
