@@ -42,7 +42,7 @@ pub use identity::Identity;
 pub use layers::{REQUEST_ID_HEADER, RequestId, error_response, security_headers};
 pub use metrics::HttpMetrics;
 pub use oauth::{ActiveTokens, ClientCache, KeyCache, OAuthSettings};
-pub use oauth::{active_claims, key_ring};
+pub use oauth::{active_claims, key_ring, own_service_token};
 pub use pages::current_user;
 pub use pki::{PeerCertificate, PkiContext, renew_for_device};
 pub use rollouts::tend_rollouts;

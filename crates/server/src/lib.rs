@@ -8,6 +8,7 @@ pub mod audit;
 pub mod ca;
 pub mod config;
 mod events;
+mod external;
 pub mod firmware;
 mod gateway;
 mod listen;
@@ -259,7 +260,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         gateway_metrics,
         ::gateway::GatewaySettings {
             upstream_timeout: settings.gateway.upstream_timeout,
-            upstream_roots: vec![ca_root_pem],
+            upstream_roots: vec![ca_root_pem.clone()],
             cors_origins: settings.gateway.cors_origins.clone(),
             max_body_bytes: settings.max_body_bytes,
             part_urls: settings.gateway.part_urls.clone(),
@@ -303,8 +304,17 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         let _ = context
             .devices
             .messages
-            .set(Arc::new(mqtt::BrokerMessages { broker }));
+            .set(Arc::new(mqtt::BrokerMessages { outlet: broker }));
         tasks.spawn(serve);
+    }
+    if let Some(external) = &settings.mqtt_external {
+        let (outlet, run) =
+            external::connect(context.clone(), external, &ca_root_pem, shutdown.clone())?;
+        let _ = context
+            .devices
+            .messages
+            .set(Arc::new(mqtt::BrokerMessages { outlet }));
+        tasks.spawn(run);
     }
     tasks.spawn(tend_rollouts(context.clone(), shutdown.clone()));
     if let Some(listener) = device_listener {

@@ -112,67 +112,12 @@ impl Authority for BrokerAuthority {
         topic: &DeviceTopic,
         message: Message<'_>,
     ) -> bool {
-        let MqttClient::Device(device_id) = client else {
-            return true;
-        };
-        // Stored first: a message is acknowledged only once it is committed.
-        let event = Event::received(
-            device_id.clone(),
-            topic.to_string(),
-            message.payload.to_vec(),
-            MessageProperties {
-                content_type: message.content_type.map(str::to_owned),
-                message_id: message.message_id.map(str::to_owned),
-            },
-            self.now(),
-        );
-        let recorder = &self.context.devices.events;
-        if message.acknowledged {
-            if let Err(error) = recorder.record(event).await {
-                tracing::warn!(%error, %device_id, %topic, "device message not acknowledged");
-                return false;
+        match client {
+            MqttClient::Device(device_id) => {
+                receive(&self.context, device_id, topic, message).await
             }
-        } else {
-            recorder.offer(event);
+            MqttClient::Subject(_) => true,
         }
-        let recorded = match topic.kind {
-            TopicKind::StateReported => match serde_json::from_slice::<Value>(message.payload) {
-                Ok(reported) => http_api::record_report(&self.context, device_id, &reported)
-                    .await
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(format!("reported state is not JSON: {error}")),
-            },
-            TopicKind::CommandResponse => match serde_json::from_slice::<Value>(message.payload) {
-                Ok(answer) => match answer["command_id"].as_str() {
-                    Some(command_id) => http_api::record_answer(
-                        &self.context,
-                        device_id,
-                        command_id,
-                        &answer["response"],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|error| error.to_string()),
-                    None => Err("a command response needs its command_id".to_owned()),
-                },
-                Err(error) => Err(format!("a command response is not JSON: {error}")),
-            },
-            TopicKind::OtaStatus => {
-                http_api::record_ota_status(&self.context, device_id, message.payload)
-                    .await
-                    .map(drop)
-            }
-            TopicKind::CertificateRequest => {
-                self.renew(device_id, message.payload).await;
-                Ok(())
-            }
-            // Events and presence are stored above and need nothing more.
-            _ => Ok(()),
-        };
-        if let Err(why) = recorded {
-            tracing::info!(%device_id, %topic, why, "device message stored but not applied");
-        }
-        true
     }
 
     async fn presence(&self, device_id: &DeviceId, online: bool) {
@@ -192,45 +137,124 @@ impl Authority for BrokerAuthority {
     }
 }
 
-impl BrokerAuthority {
-    /// Answers a certificate request on `devices/{id}/certificate`: `{"request_id", "chain"}` with
-    /// the new certificate and the intermediate's (PEM), or `{"request_id", "error"}`. The request
-    /// is `{"request_id": …, "csr": PEM}` or the CSR alone (PEM or DER).
-    async fn renew(&self, device_id: &DeviceId, payload: &[u8]) {
-        let (request_id, csr) = match serde_json::from_slice::<Value>(payload) {
-            Ok(Value::Object(request)) => (
-                request.get("request_id").cloned().unwrap_or(Value::Null),
-                request
-                    .get("csr")
-                    .and_then(Value::as_str)
-                    .map(|pem| pem.as_bytes().to_vec()),
-            ),
-            _ => (Value::Null, Some(payload.to_vec())),
-        };
-        let answer = match csr {
-            None => json!({"request_id": request_id, "error": "the request has no csr"}),
-            Some(csr) => match http_api::renew_for_device(&self.context, device_id, &csr).await {
-                Ok(chain) => json!({"request_id": request_id, "chain": chain}),
-                Err(error) => json!({"request_id": request_id, "error": error.to_string()}),
-            },
-        };
-        if let Some(messages) = self.context.devices.messages.get() {
-            messages.certificate(device_id, &answer).await;
+/// A message a device sent, which the broker let in: stored (a QoS 1 message is committed before
+/// this returns), then applied (a reported state, a command's answer, an update's status, a
+/// certificate request). `false` when it could not be stored, so that it must not be
+/// acknowledged. The built-in broker and the intake from an external broker both end here.
+pub(crate) async fn receive(
+    context: &ApiContext,
+    device_id: &DeviceId,
+    topic: &DeviceTopic,
+    message: Message<'_>,
+) -> bool {
+    // Stored first: a message is acknowledged only once it is committed.
+    let event = Event::received(
+        device_id.clone(),
+        topic.to_string(),
+        message.payload.to_vec(),
+        MessageProperties {
+            content_type: message.content_type.map(str::to_owned),
+            message_id: message.message_id.map(str::to_owned),
+        },
+        context.identity.clock.now(),
+    );
+    let recorder = &context.devices.events;
+    if message.acknowledged {
+        if let Err(error) = recorder.record(event).await {
+            tracing::warn!(%error, %device_id, %topic, "device message not acknowledged");
+            return false;
         }
+    } else {
+        recorder.offer(event);
+    }
+    let recorded = match topic.kind {
+        TopicKind::StateReported => match serde_json::from_slice::<Value>(message.payload) {
+            Ok(reported) => http_api::record_report(context, device_id, &reported)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(format!("reported state is not JSON: {error}")),
+        },
+        TopicKind::CommandResponse => match serde_json::from_slice::<Value>(message.payload) {
+            Ok(answer) => match answer["command_id"].as_str() {
+                Some(command_id) => {
+                    http_api::record_answer(context, device_id, command_id, &answer["response"])
+                        .await
+                        .map(drop)
+                        .map_err(|error| error.to_string())
+                }
+                None => Err("a command response needs its command_id".to_owned()),
+            },
+            Err(error) => Err(format!("a command response is not JSON: {error}")),
+        },
+        TopicKind::OtaStatus => http_api::record_ota_status(context, device_id, message.payload)
+            .await
+            .map(drop),
+        TopicKind::CertificateRequest => {
+            renew(context, device_id, message.payload).await;
+            Ok(())
+        }
+        // Events and presence are stored above and need nothing more.
+        _ => Ok(()),
+    };
+    if let Err(why) = recorded {
+        tracing::info!(%device_id, %topic, why, "device message stored but not applied");
+    }
+    true
+}
+
+/// Answers a certificate request on `devices/{id}/certificate`: `{"request_id", "chain"}` with
+/// the new certificate and the intermediate's (PEM), or `{"request_id", "error"}`. The request
+/// is `{"request_id": …, "csr": PEM}` or the CSR alone (PEM or DER).
+async fn renew(context: &ApiContext, device_id: &DeviceId, payload: &[u8]) {
+    let (request_id, csr) = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(request)) => (
+            request.get("request_id").cloned().unwrap_or(Value::Null),
+            request
+                .get("csr")
+                .and_then(Value::as_str)
+                .map(|pem| pem.as_bytes().to_vec()),
+        ),
+        _ => (Value::Null, Some(payload.to_vec())),
+    };
+    let answer = match csr {
+        None => json!({"request_id": request_id, "error": "the request has no csr"}),
+        Some(csr) => match http_api::renew_for_device(context, device_id, &csr).await {
+            Ok(chain) => json!({"request_id": request_id, "chain": chain}),
+            Err(error) => json!({"request_id": request_id, "error": error.to_string()}),
+        },
+    };
+    if let Some(messages) = context.devices.messages.get() {
+        messages.certificate(device_id, &answer).await;
     }
 }
 
-/// Delivers desired settings (retained, so a device that connects later gets the latest) and
-/// commands to devices through the broker.
-#[derive(Debug)]
-pub(crate) struct BrokerMessages {
-    pub broker: Broker,
+/// Where Warden's own messages to devices go: the built-in broker, or an external one through
+/// Warden's client of it (`external`).
+#[async_trait]
+pub(crate) trait Outlet: std::fmt::Debug + Send + Sync + 'static {
+    async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String>;
 }
 
-impl BrokerMessages {
+#[async_trait]
+impl Outlet for Broker {
+    async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
+        Broker::publish(self, topic, payload, retain)
+            .await
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// Delivers desired settings (retained, so a device that connects later gets the latest),
+/// commands, firmware offers and certificates to devices through a broker.
+#[derive(Debug)]
+pub(crate) struct BrokerMessages<O> {
+    pub outlet: O,
+}
+
+impl<O: Outlet> BrokerMessages<O> {
     async fn publish(&self, topic: String, payload: Value, retain: bool) {
         if let Err(error) = self
-            .broker
+            .outlet
             .publish(&topic, payload.to_string().into_bytes(), retain)
             .await
         {
@@ -240,7 +264,7 @@ impl BrokerMessages {
 }
 
 #[async_trait]
-impl DeviceMessages for BrokerMessages {
+impl<O: Outlet> DeviceMessages for BrokerMessages<O> {
     async fn desired(&self, device_id: &DeviceId, version: i64, settings: &Value) {
         let topic = format!("devices/{device_id}/state/desired");
         let payload = json!({"version": version, "settings": settings});
@@ -275,7 +299,7 @@ impl DeviceMessages for BrokerMessages {
     async fn withdraw_ota(&self, device_id: &DeviceId) {
         // An empty retained message removes the retained one (MQTT 3.1.1 section 3.3.1.3).
         let topic = format!("devices/{device_id}/ota");
-        if let Err(error) = self.broker.publish(&topic, Vec::new(), true).await {
+        if let Err(error) = self.outlet.publish(&topic, Vec::new(), true).await {
             tracing::warn!(%error, %topic, "cannot withdraw a firmware offer");
         }
     }

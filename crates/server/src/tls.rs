@@ -18,7 +18,7 @@ use rustls::crypto::{CryptoProvider, ring};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -179,14 +179,10 @@ fn client_verifier(
     roots_pem: &str,
     presence: ClientCertificate,
 ) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
-        roots
-            .add(certificate.context("the CA certificate is not PEM")?)
-            .context("the CA certificate cannot be a trust anchor")?;
-    }
-    let builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()));
+    let builder = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(root_store(roots_pem.as_bytes())?),
+        Arc::new(provider()),
+    );
     let builder = match presence {
         ClientCertificate::Required => builder,
         ClientCertificate::Optional => builder.allow_unauthenticated(),
@@ -194,6 +190,28 @@ fn client_verifier(
     builder
         .build()
         .context("cannot build the client certificate verifier")
+}
+
+/// Trust anchors from PEM certificates.
+fn root_store(roots_pem: &[u8]) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(roots_pem) {
+        roots
+            .add(certificate.context("the CA certificate is not PEM")?)
+            .context("the CA certificate cannot be a trust anchor")?;
+    }
+    Ok(roots)
+}
+
+/// TLS for Warden as a client (of an external MQTT broker): the same protocol versions and
+/// cipher policy as the listeners, trusting only `roots_pem`.
+pub(crate) fn client_config(roots_pem: &[u8]) -> anyhow::Result<Arc<ClientConfig>> {
+    let config = ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .context("the TLS provider offers no protocol version")?
+        .with_root_certificates(root_store(roots_pem)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn config_with(

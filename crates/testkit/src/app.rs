@@ -159,6 +159,11 @@ impl TestApp {
     /// a restart of the process: what it kept in memory only (retained MQTT messages, caches) is
     /// gone. Listeners come up on new ports.
     pub async fn restart(self) -> Self {
+        self.restart_after(async {}).await
+    }
+
+    /// Stops this Warden, runs `meanwhile`, and starts it again on the same data directory.
+    pub async fn restart_after(self, meanwhile: impl Future<Output = ()>) -> Self {
         let Self {
             warden,
             settings,
@@ -167,6 +172,7 @@ impl TestApp {
             ..
         } = self;
         warden.shutdown().await;
+        meanwhile.await;
         Self::start(settings, clock, data_dir).await
     }
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod app;
+pub mod mosquitto;
 pub mod postgres;
 mod process;
 

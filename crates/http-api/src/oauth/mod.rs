@@ -26,6 +26,7 @@ mod token;
 
 pub use cache::{ActiveTokens, ClientCache, KeyCache};
 pub use revocation::active_claims;
+pub use token::own_service_token;
 
 /// The authorization server's settings.
 pub struct OAuthSettings {

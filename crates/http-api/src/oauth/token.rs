@@ -136,7 +136,7 @@ async fn issue(
         "client_credentials" => {
             let scopes = grant::client_credentials(&client, form.scope.as_deref())?;
             let (access_token, _) =
-                access_token(context, &client, &client.client_id, &scopes, None).await?;
+                access_token(context, &client.client_id, &client.client_id, &scopes, None).await?;
             (access_token, None)
         }
         "authorization_code" => authorization_code(context, origin, &client, &form).await?,
@@ -306,8 +306,14 @@ async fn authorization_code(
     }
     let scopes = Scopes::parse(&record.scope).map_err(|e| invalid_grant(&e.to_string()))?;
     let subject = record.user_id.to_string();
-    let (mut body, access) =
-        access_token(context, client, &subject, &scopes, Some(&record.grant_id)).await?;
+    let (mut body, access) = access_token(
+        context,
+        &client.client_id,
+        &subject,
+        &scopes,
+        Some(&record.grant_id),
+    )
+    .await?;
     if scopes.contains("openid") {
         let id_token = id_token(
             context,
@@ -405,7 +411,7 @@ async fn refresh(
     };
     let (mut body, _) = access_token(
         context,
-        client,
+        &client.client_id,
         &record.user_id.to_string(),
         &scopes,
         Some(&record.grant_id),
@@ -604,14 +610,28 @@ async fn new_refresh_token(
     Ok(token)
 }
 
-/// A signed access token for `subject`, and the response body that carries it.
+/// An access token for one of Warden's own parts acting as a service, as the client credentials
+/// grant issues them (its subject is `client_id`). Warden's client of an external MQTT broker
+/// presents one, so that the broker's hooks see a service with `scopes`.
+pub async fn own_service_token(
+    context: &ApiContext,
+    client_id: &str,
+    scopes: &Scopes,
+) -> Result<String, ApiError> {
+    Ok(access_token(context, client_id, client_id, scopes, None)
+        .await?
+        .1)
+}
+
+/// A signed access token for `subject`, issued to `client_id`, and the response body that
+/// carries it.
 async fn access_token(
     context: &ApiContext,
-    client: &Client,
+    client_id: &str,
     subject: &str,
     scopes: &Scopes,
     grant_id: Option<&str>,
-) -> Result<(Value, String), Failure> {
+) -> Result<(Value, String), ApiError> {
     let now = context.identity.clock.now();
     let ring = key_ring(context).await?;
     let lifetime = context.oauth.access_token_lifetime;
@@ -623,7 +643,7 @@ async fn access_token(
         iat: issued_at,
         exp: issued_at + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
         jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
+        client_id: client_id.to_owned(),
         scope: scopes.to_string(),
         gid: grant_id.map(str::to_owned),
         act: None,

@@ -97,6 +97,47 @@ pub struct MqttConfig {
     /// Topic filters nobody may publish to or subscribe within on the development listener,
     /// besides `devices/#` (for example `["$SYS/#", "secret/+"]`).
     pub development_denied_topics: Vec<String>,
+    pub external: ExternalBrokerConfig,
+}
+
+/// An external MQTT broker (a VerneMQ or EMQX cluster calling Warden's broker hooks) that devices
+/// connect to instead of the built-in one (docs/broker-hooks.md). Warden is then a client of it:
+/// it takes in what devices send through a shared subscription, acknowledging each message only
+/// once it is stored, and publishes desired settings, commands and firmware offers to it.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalBrokerConfig {
+    /// The broker, as `mqtts://HOST:PORT` (`mqtt://` only for a loopback address). Needs
+    /// `mqtt.listen` empty: devices use one broker or the other. Empty: none.
+    pub url: String,
+    /// The shared subscription group (`$share/GROUP/devices/+/…`): every Warden replica in the
+    /// group gets a share of the devices' messages, each message one replica.
+    pub group: String,
+    /// This replica's client id. Keep it stable across restarts: the broker keeps the session,
+    /// and the messages it holds for it, under this id. Empty: `warden-` and the host name.
+    pub client_id: String,
+    /// A PEM file with the certificates that may sign the broker's server certificate. Empty:
+    /// Warden's own CA.
+    pub ca_file: String,
+    /// How long the broker keeps this replica's session and its messages while it is away, in
+    /// seconds.
+    pub session_expiry_seconds: u32,
+    /// How many messages the broker may send before Warden has acknowledged them (MQTT 5
+    /// Receive Maximum): the most that wait for their commit at once.
+    pub receive_maximum: u16,
+}
+
+impl Default for ExternalBrokerConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            group: "warden".to_owned(),
+            client_id: String::new(),
+            ca_file: String::new(),
+            session_expiry_seconds: 86_400,
+            receive_maximum: 256,
+        }
+    }
 }
 
 impl Default for MqttConfig {
@@ -106,8 +147,84 @@ impl Default for MqttConfig {
             websocket_listen: String::new(),
             development_listen: String::new(),
             development_denied_topics: Vec::new(),
+            external: ExternalBrokerConfig::default(),
         }
     }
+}
+
+impl ExternalBrokerConfig {
+    fn validate(&self, url: &str, built_in: bool) -> Result<ExternalBroker, Invalid> {
+        const KEY: &str = "mqtt.external.url";
+        if built_in {
+            return Err(invalid(
+                KEY,
+                "devices use one broker: leave mqtt.listen empty when an external broker is set",
+            ));
+        }
+        let parsed = url::Url::parse(url)
+            .map_err(|error| invalid(KEY, format!("is not a URL ({error})")))?;
+        let tls = match parsed.scheme() {
+            "mqtts" => true,
+            "mqtt" => false,
+            other => {
+                return Err(invalid(
+                    KEY,
+                    format!("has the scheme {other:?}; write mqtts://HOST:PORT"),
+                ));
+            }
+        };
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| invalid(KEY, "names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        if !tls && !loopback {
+            return Err(invalid(
+                KEY,
+                "sends Warden's credentials in the clear: use mqtts:// (mqtt:// only on a loopback address)",
+            ));
+        }
+        if self.group.is_empty() || self.group.contains(['/', '+', '#']) {
+            return Err(invalid(
+                "mqtt.external.group",
+                "must be a name without `/`, `+` or `#`",
+            ));
+        }
+        if self.receive_maximum == 0 {
+            return Err(invalid(
+                "mqtt.external.receive_maximum",
+                "must be greater than 0",
+            ));
+        }
+        let client_id = match self.client_id.as_str() {
+            "" => format!("warden-{}", host_name()),
+            id => id.to_owned(),
+        };
+        Ok(ExternalBroker {
+            port: parsed.port().unwrap_or(if tls { 8883 } else { 1883 }),
+            host,
+            tls,
+            group: self.group.clone(),
+            client_id,
+            ca_file: optional(&self.ca_file).map(PathBuf::from),
+            session_expiry: self.session_expiry_seconds,
+            receive_maximum: self.receive_maximum,
+        })
+    }
+}
+
+/// This machine's name (a pod's name in Kubernetes), or `warden` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "warden".to_owned())
 }
 
 /// Device events: how they are stored and how long they are kept.
@@ -406,6 +523,8 @@ pub struct Settings {
     pub mqtt_websocket_listen: Option<SocketAddr>,
     /// The development listener (loopback only) and what it denies.
     pub mqtt_development: Option<(SocketAddr, ::mqtt::DeniedTopics)>,
+    /// The external broker Warden is a client of, in place of the built-in one.
+    pub mqtt_external: Option<ExternalBroker>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -431,6 +550,21 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+/// [`ExternalBrokerConfig`], checked.
+#[derive(Clone, Debug)]
+pub struct ExternalBroker {
+    pub host: String,
+    pub port: u16,
+    /// `false`: plain MQTT, which only a loopback address may use.
+    pub tls: bool,
+    pub group: String,
+    pub client_id: String,
+    /// `None`: Warden's own CA.
+    pub ca_file: Option<PathBuf>,
+    pub session_expiry: u32,
+    pub receive_maximum: u16,
 }
 
 #[derive(Clone, Debug)]
@@ -588,6 +722,9 @@ impl Config {
             }
             taken.push(listen);
         }
+        let mqtt_external = optional(&self.mqtt.external.url)
+            .map(|url| self.mqtt.external.validate(url, mqtt_listen.is_some()))
+            .transpose()?;
         let mqtt_development = development_listen
             .map(|address| {
                 ::mqtt::DeniedTopics::new(&self.mqtt.development_denied_topics)
@@ -730,6 +867,7 @@ impl Config {
             mqtt_listen,
             mqtt_websocket_listen,
             mqtt_development,
+            mqtt_external,
             max_body_bytes,
             request_timeout,
             shutdown_grace,
@@ -989,6 +1127,27 @@ mod tests {
             Some(("mqtt.websocket_listen", "mqtt.listen")),
         );
         check(|c| c.mqtt.development_listen = "[::1]:1883".into(), None);
+        let external = |url: &str| {
+            let url = url.to_owned();
+            move |c: &mut Config| {
+                c.mqtt.listen = String::new();
+                c.mqtt.external.url = url;
+            }
+        };
+        check(external("mqtts://vernemq.internal:8883"), None);
+        check(external("mqtt://127.0.0.1:1883"), None);
+        check(
+            external("mqtt://vernemq.internal:1883"),
+            Some(("mqtt.external.url", "in the clear")),
+        );
+        check(
+            external("https://vernemq.internal"),
+            Some(("mqtt.external.url", "mqtts://")),
+        );
+        check(
+            |c| c.mqtt.external.url = "mqtts://vernemq.internal".into(),
+            Some(("mqtt.external.url", "mqtt.listen empty")),
+        );
         check(
             |c| c.mqtt.development_listen = "0.0.0.0:1883".into(),
             Some(("mqtt.development_listen", "loopback")),

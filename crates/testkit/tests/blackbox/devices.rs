@@ -123,8 +123,13 @@ impl Fleet {
     /// The same fleet after a restart of its Warden (tokens issued before name the old address
     /// as their issuer, so callers log in again).
     pub(crate) async fn restart(self) -> Self {
+        self.restart_after(async {}).await
+    }
+
+    /// The same fleet after its Warden was stopped, `meanwhile` ran, and it started again.
+    pub(crate) async fn restart_after(self, meanwhile: impl Future<Output = ()>) -> Self {
         let client_id = self.console_id();
-        let app = self.app.restart().await;
+        let app = self.app.restart_after(meanwhile).await;
         let console = Some(discover(&app, &client_id).await);
         Self {
             app,
@@ -198,6 +203,11 @@ impl Fleet {
         if role != "customer" {
             self.admin(&["users", "set-role", email, role]);
         }
+        self.log_in(email, role).await
+    }
+
+    /// An access token from the OIDC login of `email`, who has `role`.
+    pub(crate) async fn log_in(&self, email: &str, role: &str) -> String {
         let mut scopes = PERSON_SCOPES.to_vec();
         if role == "admin" {
             scopes.push("admin");

@@ -13,6 +13,7 @@ mod crash;
 mod demo;
 mod devices;
 mod events;
+mod external;
 mod firmware;
 mod gateway;
 mod hooks;
