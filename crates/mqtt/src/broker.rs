@@ -15,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::Authority;
 use crate::hooks::Hooks;
 use crate::retain::MemoryRetain;
 use crate::terminate::{self, Peers};
+use crate::{Authority, TOPIC_ALIASES};
 use policy::topic::MqttClient;
 
 /// The ids of rmqtt's loopback listeners behind the TLS terminators.
@@ -76,6 +76,7 @@ impl Broker {
         // The busy check would refuse CONNECTs whenever the machine's CPU is loaded.
         let context = ServerContext::new().busy_check_enable(false).build().await;
         *context.extends.retain_mut().await = Box::new(MemoryRetain(DefaultRetainStorage::new()));
+        crate::shared::enable(&context).await;
         let peers = Arc::new(Peers::default());
         let registration = context.extends.hook_mgr().register();
         let hooks = Hooks::new(authority, peers.clone(), context.clone());
@@ -238,6 +239,7 @@ fn backend(
         .name(name)
         .laddr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .nodelay(true)
+        .max_topic_aliases(TOPIC_ALIASES)
         // Without this, a CONNECT without a user name would skip the authentication hook.
         .allow_anonymous(false)
         .bind()

@@ -21,8 +21,8 @@ use rmqtt::server::MqttServer;
 use rmqtt::types::{PublishAclResult, SubscribeAclResult};
 use tokio_util::sync::CancellationToken;
 
-use crate::BrokerError;
 use crate::retain::MemoryRetain;
+use crate::{BrokerError, TOPIC_ALIASES};
 
 /// The filter every development listener denies: the devices' topics belong to the device broker.
 const DEVICES: &str = "devices/#";
@@ -139,6 +139,7 @@ pub async fn start_development(
 ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), BrokerError> {
     let context = ServerContext::new().busy_check_enable(false).build().await;
     *context.extends.retain_mut().await = Box::new(MemoryRetain(DefaultRetainStorage::new()));
+    crate::shared::enable(&context).await;
     let registration = context.extends.hook_mgr().register();
     let hooks = Hooks { denied };
     for kind in [Type::ClientSubscribeCheckAcl, Type::MessagePublishCheckAcl] {
@@ -149,6 +150,7 @@ pub async fn start_development(
         .name("warden/mqtt-development")
         .laddr(address)
         .nodelay(true)
+        .max_topic_aliases(TOPIC_ALIASES)
         .allow_anonymous(true)
         .bind()
         .and_then(|builder| builder.tcp())

@@ -16,6 +16,7 @@ mod broker;
 mod development;
 mod hooks;
 mod retain;
+mod shared;
 mod terminate;
 
 use async_trait::async_trait;
@@ -25,6 +26,10 @@ use policy::topic::{DeviceTopic, MqttClient};
 
 pub use broker::{Broker, BrokerError, Listeners, Recheck};
 pub use development::{DeniedTopics, start_development};
+
+/// The most topic aliases a client may set per connection (MQTT 5 Topic Alias Maximum): a
+/// device that sends the same long topic again and again saves its bytes on the wire.
+const TOPIC_ALIASES: u16 = 32;
 
 /// What a client presented in its CONNECT and its TLS handshake.
 #[derive(Debug)]

@@ -8,6 +8,7 @@ mod audit_trail;
 mod breach;
 mod cli_client;
 mod config;
+mod conformance;
 mod console;
 mod crash;
 mod demo;
