@@ -221,9 +221,9 @@ impl Device {
     }
 
     fn acknowledged(&self, outbox: &mut Outbox, pkid: u16, run: u32) {
-        let (latency, event) = outbox.acknowledged(pkid);
-        if let Some(latency) = latency {
-            self.counters.record_latency(latency);
+        let (sent, event) = outbox.acknowledged(pkid);
+        if let Some(sent) = sent {
+            self.counters.record_latency(sent, Instant::now());
         }
         if let Some(sequence) = event {
             self.counters
@@ -347,14 +347,14 @@ impl Outbox {
         self.leaving.insert(pkid, (Instant::now(), sequence));
     }
 
-    /// The latency of the acknowledged publish, and the event it was, if it was one.
-    fn acknowledged(&mut self, pkid: u16) -> (Option<Duration>, Option<u64>) {
+    /// When the acknowledged publish left, and the event it was, if it was one.
+    fn acknowledged(&mut self, pkid: u16) -> (Option<Instant>, Option<u64>) {
         match self.leaving.remove(&pkid) {
             Some((left, sequence)) => {
                 if let Some(sequence) = sequence {
                     self.events.remove(&sequence);
                 }
-                (Some(left.elapsed()), sequence)
+                (Some(left), sequence)
             }
             None => (None, None),
         }

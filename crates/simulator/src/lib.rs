@@ -199,12 +199,19 @@ impl Counters {
         }
     }
 
-    /// Records a publish's latency, once every device has connected: while the fleet is still
-    /// connecting, TLS handshakes compete with publishes on both sides.
-    pub(crate) fn record_latency(&self, latency: Duration) {
-        if self.all_connected.get().is_none() {
+    /// Records the latency of a publish sent at `sent` and acknowledged at `acknowledged`, if it was sent
+    /// after every device had connected: while the fleet is still connecting, TLS handshakes
+    /// compete with publishes on both sides, and a publish sent then and acknowledged later
+    /// measures the connect storm, not the broker's steady latency.
+    pub(crate) fn record_latency(&self, sent: Instant, acknowledged: Instant) {
+        let (Some(started), Some(all_connected)) = (self.started.get(), self.all_connected.get())
+        else {
+            return;
+        };
+        if sent < *started + *all_connected {
             return;
         }
+        let latency = acknowledged.saturating_duration_since(sent);
         let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
         self.latencies
             .lock()
@@ -306,12 +313,18 @@ mod tests {
     #[test]
     fn latency_quantiles_are_nearest_rank() {
         let counters = Counters::default();
-        // Before the fleet is connected nothing counts.
-        counters.record_latency(Duration::from_secs(1));
+        let start = Instant::now();
+        let _ = counters.started.set(start);
+        let connected = start + Duration::from_secs(1);
+        // Before the fleet is connected nothing counts, nor what was sent before and
+        // acknowledged after.
+        counters.record_latency(start, connected - Duration::from_millis(1));
         assert_eq!(counters.summary().latency_ms, Latency::default());
         let _ = counters.all_connected.set(Duration::from_secs(1));
+        counters.record_latency(start, connected + Duration::from_secs(5));
+        assert_eq!(counters.summary().latency_ms, Latency::default());
         for millis in (1..=100).rev() {
-            counters.record_latency(Duration::from_millis(millis));
+            counters.record_latency(connected, connected + Duration::from_millis(millis));
         }
         let latency = counters.summary().latency_ms;
         assert_eq!((latency.p50, latency.p99, latency.max), (50.0, 99.0, 100.0));
