@@ -241,10 +241,11 @@ impl Hooks {
             acknowledged: publish.qos != QoS::AtMostOnce,
             content_type: properties.and_then(|p| p.content_type.as_deref()),
             message_id: properties.and_then(|p| {
-                p.user_properties
-                    .iter()
-                    .find(|(name, _)| name == "message-id")
-                    .map(|(_, value)| value.as_ref())
+                Message::message_id_in(
+                    p.user_properties
+                        .iter()
+                        .map(|(name, value)| (name.as_ref(), value.as_ref())),
+                )
             }),
         };
         if self.authority.accepted(&client, &topic, message).await {

@@ -41,6 +41,9 @@ pub struct Hello<'a> {
     pub certificate: Option<&'a [u8]>,
 }
 
+/// The MQTT 5 user property a device names its message by, for de-duplication (docs/events.md).
+const MESSAGE_ID_PROPERTY: &str = "message-id";
+
 /// A PUBLISH as the authority sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Message<'a> {
@@ -51,6 +54,18 @@ pub struct Message<'a> {
     pub content_type: Option<&'a str>,
     /// MQTT 5's User Property `message-id`.
     pub message_id: Option<&'a str>,
+}
+
+impl<'a> Message<'a> {
+    /// The message id among a PUBLISH's MQTT 5 user properties (name, value).
+    pub fn message_id_in(
+        user_properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<&'a str> {
+        user_properties
+            .into_iter()
+            .find(|(name, _)| *name == MESSAGE_ID_PROPERTY)
+            .map(|(_, value)| value)
+    }
 }
 
 /// What the broker asks Warden. Errors inside (a database that does not answer) must come back as

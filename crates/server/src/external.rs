@@ -276,10 +276,11 @@ async fn store(context: &ApiContext, publish: &Publish) {
         acknowledged: publish.qos != QoS::AtMostOnce,
         content_type: properties.and_then(|p| p.content_type.as_deref()),
         message_id: properties.and_then(|p| {
-            p.user_properties
-                .iter()
-                .find(|(name, _)| name == "message-id")
-                .map(|(_, value)| value.as_str())
+            ::mqtt::Message::message_id_in(
+                p.user_properties
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
         }),
     };
     let mut backoff = Duration::from_millis(100);

@@ -102,6 +102,35 @@ async fn stored(
     }
 }
 
+/// Until Warden's subscription is in place the broker drops what nobody reads: sends probe
+/// events until one is stored, as `reader` (email, role; logged in afresh for each look, since
+/// tokens may be short-lived) sees them.
+async fn wait_for_the_intake(
+    fleet: &Fleet,
+    reader: (&str, &str),
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    device_id: &str,
+) {
+    for probe in 0..50 {
+        send_events(client, events, device_id, "probe", probe..probe + 1).await;
+        let token = fleet.log_in(reader.0, reader.1).await;
+        let seen = stored(
+            fleet,
+            &token,
+            device_id,
+            "probe",
+            1,
+            Duration::from_millis(300),
+        )
+        .await;
+        if !seen.is_empty() {
+            return;
+        }
+    }
+    panic!("Warden never subscribed on the external broker");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_on_an_external_broker_are_heard_and_reached_through_a_shared_subscription() {
     let broker = Mosquitto::start();
@@ -118,30 +147,14 @@ async fn devices_on_an_external_broker_are_heard_and_reached_through_a_shared_su
     assert_eq!(fleet.claim(&owner, &devices[0]).await.0, StatusCode::OK);
     let (client, mut events) = device(&broker, &device_id).await;
 
-    // Until Warden's subscription is in place the broker drops what nobody reads: probe.
-    let mut probes = 0;
-    loop {
-        send_events(
-            &client,
-            &mut events,
-            &device_id,
-            "probe",
-            probes..probes + 1,
-        )
-        .await;
-        let probe = Duration::from_millis(300);
-        if !stored(&fleet, &owner, &device_id, "probe", 1, probe)
-            .await
-            .is_empty()
-        {
-            break;
-        }
-        probes += 1;
-        assert!(
-            probes < 50,
-            "Warden never subscribed on the external broker"
-        );
-    }
+    wait_for_the_intake(
+        &fleet,
+        ("owner@example.com", "customer"),
+        &client,
+        &mut events,
+        &device_id,
+    )
+    .await;
 
     // Every event the broker acknowledged is stored once, with its message id.
     send_events(&client, &mut events, &device_id, "live", 0..40).await;
@@ -242,30 +255,14 @@ async fn the_intake_reconnects_with_a_fresh_token_before_its_token_expires_and_l
     let devices = fleet.make_devices(&admin, 1).await;
     let device_id = devices[0]["device_id"].as_str().unwrap().to_owned();
     let (client, mut events) = device(&broker, &device_id).await;
-    let mut probes = 0;
-    loop {
-        send_events(
-            &client,
-            &mut events,
-            &device_id,
-            "probe",
-            probes..probes + 1,
-        )
-        .await;
-        let admin = fleet.log_in("root@example.com", "admin").await;
-        let probe = Duration::from_millis(300);
-        if !stored(&fleet, &admin, &device_id, "probe", 1, probe)
-            .await
-            .is_empty()
-        {
-            break;
-        }
-        probes += 1;
-        assert!(
-            probes < 50,
-            "Warden never subscribed on the external broker"
-        );
-    }
+    wait_for_the_intake(
+        &fleet,
+        ("root@example.com", "admin"),
+        &client,
+        &mut events,
+        &device_id,
+    )
+    .await;
 
     // Eight seconds of events, across three reconnections of the intake.
     for n in 0..40 {
