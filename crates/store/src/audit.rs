@@ -46,7 +46,7 @@ impl<'a> AuditJournal<'a> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
             .await?;
@@ -184,7 +184,7 @@ impl<'a> AuditJournal<'a> {
         key: &CheckpointKey,
         now: Timestamp,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
             .await?;

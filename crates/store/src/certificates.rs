@@ -57,7 +57,7 @@ impl<'a> Certificates<'a> {
         intermediate: &StoredCa,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let mut created = true;
         for (role, ca) in [(CaRole::Root, root), (CaRole::Intermediate, intermediate)] {
             let result = sqlx::query(
@@ -119,7 +119,7 @@ impl<'a> Certificates<'a> {
 
     /// Records many certificates in one transaction: all or none, one commit to wait for.
     pub async fn insert_all(&self, certificates: &[IssuedCertificate]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         insert_in(&mut tx, certificates).await?;
         tx.commit().await?;
         Ok(())
@@ -213,7 +213,7 @@ impl<'a> Certificates<'a> {
             "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
              WHERE {column} = $3 AND revoked_at IS NULL"
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let result = sqlx::query(&query)
             .bind(now.unix_millis())
             .bind(reason.as_str())
@@ -250,7 +250,7 @@ impl<'a> Certificates<'a> {
 
     /// The next revocation list number: one more than the last one handed out.
     pub async fn next_crl_number(&self) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query("UPDATE crl_number SET number = number + 1 WHERE id = 1")
             .execute(&mut *tx)
             .await?;

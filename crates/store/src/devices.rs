@@ -137,7 +137,7 @@ impl<'a> Devices<'a> {
         devices: &[NewDevice],
         certificates: &[IssuedCertificate],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         crate::certificates::insert_in(&mut tx, certificates).await?;
         for device in devices {
             sqlx::query(
@@ -248,12 +248,16 @@ impl<'a> Devices<'a> {
 
     /// Replaces a device's tags with `tags`. Returns false when there is no such device.
     pub async fn set_tags(&self, device_id: &DeviceId, tags: &[Tag]) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT device_id FROM devices WHERE device_id = $1")
+        let mut tx = crate::begin_write(self.pool).await?;
+        // A write to the device's row, not a read: it locks the row on PostgreSQL, so that two
+        // replacements of one device's tags run one after the other instead of each deleting
+        // only what it saw and both inserting (the tags would become their union).
+        let exists = sqlx::query("UPDATE devices SET device_id = device_id WHERE device_id = $1")
             .bind(device_id.as_str())
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?
-            .is_some();
+            .rows_affected()
+            > 0;
         if !exists {
             return Ok(false);
         }
@@ -414,7 +418,7 @@ impl<'a> Devices<'a> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let device_id = permit.device_id().as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query(
             "UPDATE devices SET owner_id = NULL, claim_code_hash = NULL, claimed_at = NULL \
              WHERE device_id = $1",
@@ -448,7 +452,7 @@ impl<'a> Devices<'a> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let device_id = permit.device_id().as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query("UPDATE devices SET owner_id = $1, claimed_at = $2 WHERE device_id = $3")
             .bind(new_owner.to_string())
             .bind(now.unix_millis())
@@ -505,7 +509,7 @@ impl<'a> Devices<'a> {
         grant_id: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let result = sqlx::query(
             "UPDATE device_grants SET revoked_at = $1 \
              WHERE grant_id = $2 AND device_id = $3 AND revoked_at IS NULL",

@@ -107,7 +107,7 @@ impl<'a> Firmware<'a> {
         allow_downgrade: bool,
         now: Timestamp,
     ) -> Result<Vec<DeviceId>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let mut offered = Vec::new();
         for device_id in devices {
             let inserted = sqlx::query(&format!(
@@ -234,7 +234,7 @@ impl Firmware<'_> {
         rollout: &Rollout,
         order: &[DeviceId],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query(&format!(
             "INSERT INTO rollouts ({ROLLOUT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

@@ -174,7 +174,7 @@ impl<'a> Grants<'a> {
     /// Revokes a grant: every refresh token of it, and (through [`Grants::is_revoked`]) every
     /// access token issued under it. Returns how many refresh tokens were still live.
     pub async fn revoke_grant(&self, grant_id: &str, now: Timestamp) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query(
             "INSERT INTO revoked_grants (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
         )
@@ -209,7 +209,7 @@ impl<'a> Grants<'a> {
         jti: &str,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query(
             "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
         )

@@ -30,7 +30,7 @@ mod users;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use audit::{AuditJournal, StoredAuditKey};
 pub use certificates::{CertificateRecord, Certificates, StoredCa};
@@ -51,6 +51,19 @@ pub use sessions::Sessions;
 pub use throttle::LoginThrottle;
 pub use url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use users::{NewUser, UserRecord, Users};
+
+/// A transaction that writes. On SQLite it takes the write lock at its start (`BEGIN
+/// IMMEDIATE`): a deferred transaction that reads and then writes fails at once with "database
+/// is locked" when another connection wrote in between (WAL cannot upgrade a stale read
+/// snapshot, and the busy timeout does not apply), while an immediate one waits its turn.
+/// PostgreSQL's row locks need nothing of the kind.
+pub(crate) async fn begin_write(pool: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
+}
 
 /// How the connection pool behaves; the defaults suit a single machine.
 #[derive(Clone, Debug)]

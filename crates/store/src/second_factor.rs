@@ -62,7 +62,7 @@ impl<'a> SecondFactors<'a> {
         recovery_hashes: &[String],
     ) -> Result<(), StoreError> {
         let id = user_id.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query(
             "UPDATE users SET totp_secret = $1, totp_last_step = $2, totp_pending_secret = NULL WHERE id = $3",
         )
@@ -90,7 +90,7 @@ impl<'a> SecondFactors<'a> {
 
     pub async fn disable(&self, user_id: UserId) -> Result<(), StoreError> {
         let id = user_id.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         sqlx::query(
             "UPDATE users SET totp_secret = NULL, totp_last_step = NULL, totp_pending_secret = NULL WHERE id = $1",
         )

@@ -56,7 +56,7 @@ impl<'a> Users<'a> {
     /// Creates the accounts whose e-mail address is not taken yet, all in one transaction, and
     /// returns how many it created. When it returns, they are durably stored.
     pub async fn insert_missing(&self, users: &[NewUser]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_write(self.pool).await?;
         let mut created = 0;
         for user in users {
             if insert_unless_taken(&mut *tx, user).await? {
