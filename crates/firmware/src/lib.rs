@@ -20,9 +20,17 @@ pub use state::{OtaState, StatusError, StatusReport, TransitionError};
 /// A firmware version: semantic versioning 2.0 (`1.4.0`, `2.0.0-rc.1`), compared by its rules.
 pub type Version = semver::Version;
 
+/// The longest version text taken (`1.4.0-rc.1` is 10 characters).
+pub const MAX_VERSION_LENGTH: usize = 64;
+
 /// Parses a version as a release names it; build metadata (`+…`) is refused, since it does not
 /// order releases.
 pub fn parse_version(text: &str) -> Result<Version, String> {
+    if text.chars().count() > MAX_VERSION_LENGTH {
+        return Err(format!(
+            "a version has at most {MAX_VERSION_LENGTH} characters"
+        ));
+    }
     let version = Version::parse(text.trim())
         .map_err(|error| format!("{text:?} is not a semantic version (as 1.4.0): {error}"))?;
     if !version.build.is_empty() {

@@ -201,7 +201,9 @@ mod tests {
                 assert!(responses.contains_key("default"), "{method} {path}");
                 for (status, response) in responses {
                     let is_error = status == "default" || !status.starts_with(['1', '2', '3']);
-                    if !is_error {
+                    // 414 comes from the HTTP layer (hyper) before Warden sees the request:
+                    // documented where a query can grow that long, and without a body.
+                    if !is_error || status == "414" {
                         continue;
                     }
                     let schema = &resolve(&document, response)["content"]["application/json"]["schema"]
