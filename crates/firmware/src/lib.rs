@@ -61,5 +61,7 @@ mod tests {
         for bad in ["1.0", "v1.0.0", "1.0.0+build.5", "", "01.0.0"] {
             assert!(parse_version(bad).is_err(), "{bad}");
         }
+        let long = format!("1.0.0-{}", "a".repeat(MAX_VERSION_LENGTH));
+        assert!(parse_version(&long).unwrap_err().contains("at most"));
     }
 }
