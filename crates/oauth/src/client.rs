@@ -261,9 +261,7 @@ impl Registration {
             return Err(RegistrationError::TooManyRedirectUris);
         }
         for uri in &self.redirect_uris {
-            let acceptable = uri.starts_with("https://")
-                || uri.starts_with("http://127.0.0.1")
-                || uri.starts_with("http://[::1]");
+            let acceptable = uri.starts_with("https://") || crate::redirect::is_loopback(uri);
             if !acceptable
                 || uri.contains('#')
                 || uri.chars().any(char::is_whitespace)

@@ -18,24 +18,34 @@ fn loopback_match(registered: &str, requested: &str) -> bool {
     registered.0 == requested.0 && registered.2 == requested.2
 }
 
-/// `http://127.0.0.1:PORT/path` as (host, port, path-and-query); `None` for anything else.
+/// Whether `uri` is a native app's loopback redirect (`http://127.0.0.1…` or `http://[::1]…`,
+/// with nothing else in its authority), the only plain-HTTP redirects a client may register.
+pub fn is_loopback(uri: &str) -> bool {
+    split_loopback(uri).is_some()
+}
+
+/// `http://127.0.0.1:PORT/path` as (host, port, path-and-query); `None` for anything else,
+/// including anything a browser would read as another host (user information such as
+/// `http://[::1]@evil.example/`, a port that is not all digits).
 fn split_loopback(uri: &str) -> Option<(&str, Option<&str>, &str)> {
     let rest = uri.strip_prefix("http://")?;
-    let (authority, path) = rest
-        .find('/')
-        .map_or((rest, ""), |index| rest.split_at(index));
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix("[::1]") {
-        ("[::1]", bracketed.strip_prefix(':'))
-    } else {
-        match authority.split_once(':') {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (host, port) = match authority.strip_prefix("[::1]") {
+        Some("") => ("[::1]", None),
+        Some(after) => ("[::1]", Some(after.strip_prefix(':')?)),
+        None => match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
-        }
+        },
     };
     if host != "127.0.0.1" && host != "[::1]" {
         return None;
     }
-    if port.is_some_and(|port| port.parse::<u16>().is_err()) {
+    let port_is_valid = |port: &str| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+    };
+    if port.is_some_and(|port| !port_is_valid(port)) {
         return None;
     }
     Some((host, port, path))
@@ -94,5 +104,47 @@ mod tests {
             "http://127.0.0.1.evil.example/callback",
             false,
         );
+        // Found by fuzzing: what a browser reads as another host never matches.
+        check(
+            "http://[::1]/callback",
+            "http://[::1]@evil.example/callback",
+            false,
+        );
+        check(
+            "http://[::1]/callback?x=1",
+            "http://[::1]28080/callback?x=1",
+            false,
+        );
+        check("http://[::1]/callback", "http://[::1]:/callback", false);
+        check(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:+80/callback",
+            false,
+        );
+        check(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:80@evil.example/callback",
+            false,
+        );
+    }
+
+    #[test]
+    fn only_true_loopback_redirects_are_loopback() {
+        for uri in [
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:8000/cb",
+            "http://[::1]:1/cb",
+        ] {
+            assert!(is_loopback(uri), "{uri}");
+        }
+        for uri in [
+            "http://127.0.0.1.evil.example/cb",
+            "http://127.0.0.1=/callback",
+            "http://[::1]@evil.example/cb",
+            "https://127.0.0.1/cb",
+            "http://localhost/cb",
+        ] {
+            assert!(!is_loopback(uri), "{uri}");
+        }
     }
 }
