@@ -850,8 +850,7 @@ impl Config {
         let pki = self.pki_settings()?;
         let events = self.events_settings()?;
         let audit = AuditSettings {
-            retention: (self.audit.retention_days > 0)
-                .then(|| Duration::from_secs(self.audit.retention_days * 24 * 3600)),
+            retention: retention("audit.retention_days", self.audit.retention_days)?,
             checkpoint_interval: Duration::from_secs(positive(
                 "audit.checkpoint_seconds",
                 self.audit.checkpoint_seconds,
@@ -905,6 +904,20 @@ impl Config {
 /// A setting where empty (or only spaces) means "not set".
 fn optional(text: &str) -> Option<&str> {
     Some(text.trim()).filter(|text| !text.is_empty())
+}
+
+/// The longest retention taken, in days: a century.
+const MAX_RETENTION_DAYS: u64 = 36_500;
+
+/// A retention in days as a duration; 0 is forever (`None`).
+fn retention(setting: &'static str, days: u64) -> Result<Option<Duration>, Invalid> {
+    if days > MAX_RETENTION_DAYS {
+        return Err(invalid(
+            setting,
+            format!("must be at most {MAX_RETENTION_DAYS} days; 0 keeps everything forever"),
+        ));
+    }
+    Ok((days > 0).then(|| Duration::from_secs(days * 24 * 3600)))
 }
 
 fn positive(setting: &'static str, value: u64) -> Result<u64, Invalid> {
@@ -967,7 +980,6 @@ impl Config {
     }
 
     fn events_settings(&self) -> Result<EventsSettings, Invalid> {
-        let days = |days: u64| (days > 0).then(|| Duration::from_secs(days * 24 * 3600));
         let mut retention_by_model = Vec::new();
         for (model, model_days) in &self.events.retention_days_by_model {
             registry::ModelName::parse(model).map_err(|error| {
@@ -976,7 +988,10 @@ impl Config {
                     format!("{model:?}: {error}"),
                 )
             })?;
-            retention_by_model.push((model.clone(), days(*model_days)));
+            retention_by_model.push((
+                model.clone(),
+                retention("events.retention_days_by_model", *model_days)?,
+            ));
         }
         let queue = positive("events.queue", self.events.queue as u64)?;
         let max_batch = positive("events.max_batch", self.events.max_batch as u64)?;
@@ -987,7 +1002,7 @@ impl Config {
             ));
         }
         Ok(EventsSettings {
-            retention: days(self.events.retention_days),
+            retention: retention("events.retention_days", self.events.retention_days)?,
             retention_by_model,
             recorder: events::RecorderOptions {
                 queue: usize::try_from(queue).unwrap_or(usize::MAX),
@@ -1127,6 +1142,23 @@ mod tests {
             Some(("mqtt.websocket_listen", "mqtt.listen")),
         );
         check(|c| c.mqtt.development_listen = "[::1]:1883".into(), None);
+        // Found by fuzzing: a retention beyond any clock overflowed at start.
+        check(
+            |c| c.audit.retention_days = 300_000_000_000_000,
+            Some(("audit.retention_days", "at most 36500")),
+        );
+        check(
+            |c| c.events.retention_days = 9_000_000_000_000_000_000,
+            Some(("events.retention_days", "at most")),
+        );
+        check(
+            |c| {
+                c.events
+                    .retention_days_by_model
+                    .insert("oven-x1".into(), 213_503_982_334_602);
+            },
+            Some(("events.retention_days_by_model", "at most")),
+        );
         let external = |url: &str| {
             let url = url.to_owned();
             move |c: &mut Config| {
