@@ -28,7 +28,13 @@ impl Email {
         if trimmed.len() > Self::MAX_LEN {
             return Err(EmailError::TooLong { max: Self::MAX_LEN });
         }
-        let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Malformed)?;
+        // Checked in its stored, lowercase form: some capitals lowercase to more than one
+        // character (`İ` to `i` and a combining dot), which must not slip past the checks.
+        let normal = trimmed.to_lowercase();
+        if normal.len() > Self::MAX_LEN {
+            return Err(EmailError::TooLong { max: Self::MAX_LEN });
+        }
+        let (local, domain) = normal.rsplit_once('@').ok_or(EmailError::Malformed)?;
         let local_ok = !local.is_empty()
             && local.len() <= 64
             && local
@@ -45,7 +51,7 @@ impl Email {
         if !local_ok || !domain_ok {
             return Err(EmailError::Malformed);
         }
-        Ok(Self(trimmed.to_lowercase()))
+        Ok(Self(normal))
     }
 
     pub fn as_str(&self) -> &str {
@@ -85,6 +91,9 @@ mod tests {
         check("@example.com", Err(EmailError::Malformed));
         check("alice@localhost", Err(EmailError::Malformed));
         check("alice@-bad.example", Err(EmailError::Malformed));
+        // Found by fuzzing: `İ` lowercases to `i` and a combining dot, which no domain label
+        // takes, so the stored form would not parse again.
+        check("a@\u{130}.example", Err(EmailError::Malformed));
         check("al ice@example.com", Err(EmailError::Malformed));
         check("alice@exa..mple.com", Err(EmailError::Malformed));
         let long = format!("{}@example.com", "a".repeat(250));
