@@ -169,13 +169,9 @@ pub async fn record_answer(
 }
 
 fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
-    let encoded = parts
-        .headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Basic ")?;
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let header = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = model::authorization::credentials(header, "Basic")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
 }

@@ -4,6 +4,7 @@
 //! and trusted afterwards, so the inside never checks the same thing twice. Nothing in this crate
 //! does IO.
 
+pub mod authorization;
 mod clock;
 mod device_id;
 mod email;

@@ -23,8 +23,7 @@ impl Gateway {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|value| model::authorization::credentials(value, "Bearer"));
         for authenticator in &rule.authenticators {
             match authenticator {
                 Authenticator::Jwt(requirements) => {

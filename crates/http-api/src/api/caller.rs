@@ -194,7 +194,7 @@ pub(crate) async fn bearer_claims(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| model::authorization::credentials(value, "Bearer"))
         .ok_or(ApiError::Unauthorized)?;
     active_claims(context, token).await?.map_err(|why| {
         tracing::info!(why, "API call with an inactive token");

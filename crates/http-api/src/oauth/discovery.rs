@@ -76,7 +76,7 @@ pub(crate) async fn userinfo(
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| model::authorization::credentials(value, "Bearer"))
     else {
         return refuse("a Bearer access token is required");
     };

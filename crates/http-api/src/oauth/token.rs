@@ -710,7 +710,7 @@ fn client_credentials_of(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "));
+        .and_then(|value| model::authorization::credentials(value, "Basic"));
     match (basic, client_id) {
         (Some(_), Some(_)) if client_secret.is_some() => Err(OAuthError::new(
             ErrorCode::InvalidRequest,
