@@ -31,8 +31,13 @@ pub trait EventLog: Send + Sync + 'static {
 
 /// A commit that did not happen; the recorder retries it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EventLogError(pub String);
+#[error("{message}")]
+pub struct EventLogError {
+    pub message: String,
+    /// The database cannot take writes for now (down, disk full, shutting down): the batch is
+    /// retried whole once it can, rather than searched for an event at fault.
+    pub unavailable: bool,
+}
 
 /// The event was not committed (the recorder is stopping): the message must not be acknowledged.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -289,8 +294,8 @@ const REFUSALS_BEFORE_GIVING_UP: u32 = 3;
 /// Commits `batch` and tells its waiters; dropping a waiter's sender unanswered tells it
 /// [`NotStored`].
 ///
-/// A failed commit is retried with backoff while the database does not answer (it is down or
-/// restarting): nothing is dropped for that. When the database answers but refused the batch,
+/// A failed commit is retried with backoff while the database does not answer or cannot take
+/// writes (it is down, restarting, or its disk is full): nothing is dropped for that. When the database answers but refused the batch,
 /// the batch is split in halves committed on their own, so that one event it cannot take does not
 /// hold back the others; that one event is given up after a few refusals, and its sender is not
 /// acknowledged. When the recorder is stopping, a failed batch is given up at once.
@@ -319,7 +324,7 @@ async fn commit(
                 tracing::error!(%error, events = batch.events.len(), "events not stored at shutdown; their senders were not acknowledged");
                 break;
             }
-            if log.reachable().await {
+            if !error.unavailable && log.reachable().await {
                 if batch.events.len() > 1 {
                     let second = batch.split();
                     // The first half is committed first: the stack pops it next.
@@ -400,14 +405,20 @@ mod tests {
         async fn append(&self, batch: &[Event]) -> Result<u64, EventLogError> {
             tokio::time::sleep(Duration::from_millis(5)).await;
             if self.failing.load(Ordering::SeqCst) {
-                return Err(EventLogError("database unavailable".into()));
+                return Err(EventLogError {
+                    message: "database unavailable".into(),
+                    unavailable: true,
+                });
             }
             let poison = self.poison.lock().unwrap().clone();
             if batch
                 .iter()
                 .any(|event| Some(&event.message_id) == poison.as_ref())
             {
-                return Err(EventLogError("value too long".into()));
+                return Err(EventLogError {
+                    message: "value too long".into(),
+                    unavailable: false,
+                });
             }
             self.batches.lock().unwrap().push(batch.len());
             let mut stored = self.stored.lock().unwrap();

@@ -42,15 +42,54 @@ impl StoreError {
         }
     }
 
-    /// True when the cause is that the database could not be reached or answered in time, which
-    /// callers report as "unavailable" rather than as a fault of the request.
+    /// True when the cause is that the database could not be reached, did not answer in time, or
+    /// cannot take writes for now (its disk is full, it is out of resources or shutting down):
+    /// callers report it as "unavailable" rather than as a fault of the request, and what was
+    /// refused this way is worth trying again later.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Connect(_)
-                | StoreError::Database(
-                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-                )
-        )
+            | StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| out_of_service(&code))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database's error code says it cannot do the work for now rather than that the work
+/// is wrong. SQLite gives its result code as a number: the primary code is the low byte, and
+/// `SQLITE_FULL` (13), `SQLITE_IOERR` (10, with every extended write and sync error) and
+/// `SQLITE_BUSY` (5) pass. PostgreSQL gives its SQLSTATE: class 53 (insufficient resources:
+/// `disk_full`, `out_of_memory`, `too_many_connections`), class 08 (connection exceptions) and
+/// `57P01`–`57P03` (the server is shutting down or cannot connect now).
+fn out_of_service(code: &str) -> bool {
+    if let Ok(number) = code.parse::<u32>() {
+        return matches!(number & 0xff, 5 | 10 | 13);
+    }
+    code.starts_with("53") || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::out_of_service;
+
+    #[test]
+    fn a_full_disk_and_a_server_going_away_are_out_of_service() {
+        for code in ["13", "10", "778", "5", "53100", "53200", "08006", "57P01"] {
+            assert!(out_of_service(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn refusals_of_the_work_itself_are_not() {
+        // SQLite: constraint (19, 2067 unique), too big (18), mismatch (20); PostgreSQL:
+        // unique violation, invalid text representation, check violation.
+        for code in ["19", "2067", "18", "20", "23505", "22P02", "23514"] {
+            assert!(!out_of_service(code), "{code}");
+        }
     }
 }

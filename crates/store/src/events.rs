@@ -256,7 +256,10 @@ impl EventLog for Store {
         self.events()
             .append(batch)
             .await
-            .map_err(|error| EventLogError(error.to_string()))
+            .map_err(|error| EventLogError {
+                message: error.to_string(),
+                unavailable: error.is_unavailable(),
+            })
     }
 
     async fn reachable(&self) -> bool {
