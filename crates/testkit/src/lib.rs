@@ -10,6 +10,7 @@ mod app;
 pub mod mosquitto;
 pub mod postgres;
 mod process;
+pub mod simulation;
 
 pub use app::{TestApp, browser, csrf_field, log_in};
 pub use process::{WardenProcess, warden_binary, warden_command};

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use store::{DatabaseUrl, Store, StoreOptions};
+use testkit::simulation::{Simulation, assert_all_stored, free_port, make_devices, stored_events};
 use testkit::{WardenProcess, warden_command};
 
 const BCRYPT: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
@@ -121,57 +122,14 @@ async fn kill_9_during_a_burst_of_writes_loses_nothing_committed() {
 async fn kill_9_during_a_qos_1_stream_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let data_arg = data.to_str().unwrap().to_owned();
     let bundles = dir.path().join("bundles");
-    let ledger = dir.path().join("acknowledged.txt");
     // The broker's port is pinned so that the restarted server is where the devices look.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mqtt_listen = format!("127.0.0.1:{port}");
     let mut server = WardenProcess::serve(&data, &["--mqtt-listen", &mqtt_listen]);
-    let made = warden_command(&[
-        "admin",
-        "device",
-        "create",
-        "--data-dir",
-        &data_arg,
-        "--model",
-        "oven-x1",
-        "--count",
-        "10",
-        "--out",
-        bundles.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    make_devices(&data, "oven-x1", 10, &bundles);
 
-    let simulation = warden_command(&[
-        "device",
-        "simulate",
-        "--bundle",
-        bundles.to_str().unwrap(),
-        "--broker",
-        &format!("localhost:{port}"),
-        "--rate",
-        "200",
-        "--duration",
-        "15",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        "--json",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let simulation = Simulation::start(&bundles, port, 200, 15, dir.path().join("acked.txt"));
     // Ten devices at 200 events per second each: the stream is in full flow after 4 s, with
     // events arriving during every commit.
     std::thread::sleep(Duration::from_secs(4));
@@ -180,13 +138,7 @@ async fn kill_9_during_a_qos_1_stream_loses_no_acknowledged_event() {
     std::thread::sleep(Duration::from_millis(500));
     let mut restarted = WardenProcess::serve(&data, &["--mqtt-listen", &mqtt_listen]);
 
-    let output = simulation.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (summary, acknowledged) = simulation.finish();
     assert!(
         summary["reconnects"].as_u64().unwrap() >= 10,
         "every device lost its connection to the killed server: {summary}"
@@ -197,42 +149,9 @@ async fn kill_9_during_a_qos_1_stream_loses_no_acknowledged_event() {
             .map(|status| status.success()),
         Some(true)
     );
-
-    let acknowledged: Vec<(String, String)> = std::fs::read_to_string(&ledger)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (device, message) = line.split_once(' ').unwrap();
-            (device.to_owned(), message.to_owned())
-        })
-        .collect();
     assert!(
         acknowledged.len() > 1_000,
         "the devices published before and after the kill: {summary}"
     );
-    let mut database = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        data.join("warden.db").display()
-    ))
-    .await
-    .unwrap();
-    let stored: std::collections::HashSet<(String, String)> = sqlx::query_as(
-        "SELECT device_id, message_id FROM device_events WHERE topic LIKE 'devices/%/events'",
-    )
-    .fetch_all(&mut database)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
-    let missing: Vec<_> = acknowledged
-        .iter()
-        .filter(|event| !stored.contains(*event))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged events are not stored, for example {:?}",
-        missing.len(),
-        acknowledged.len(),
-        missing.first()
-    );
+    assert_all_stored(&acknowledged, &stored_events(&data).await);
 }

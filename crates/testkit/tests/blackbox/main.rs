@@ -15,6 +15,7 @@ mod demo;
 mod devices;
 mod events;
 mod external;
+mod faults;
 mod firmware;
 mod gateway;
 mod hooks;
