@@ -112,18 +112,109 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service =
-        TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            if let Some(certificate) = &certificate {
-                request.extensions_mut().insert(certificate.clone());
-            }
-            router.clone().oneshot(request)
-        }));
+    let service = TowerToHyperService::new(tower::service_fn(move |request: Request<Incoming>| {
+        let waiting = request
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let mut request = if waiting {
+            request.map(axum::body::Body::new)
+        } else {
+            request.map(Lingering::wrap)
+        };
+        request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
+        router.clone().oneshot(request)
+    }));
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(io, service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// The most of a request body left unread that is read and dropped, and for how long.
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// A request body that, when it is dropped before its end (a request refused before its body
+/// was read: no token, too large, no such route), goes on being read and dropped in the
+/// background, up to [`LINGER_BYTES`] within [`LINGER_TIME`]. A client still sending the body
+/// then reads the answer, rather than a connection reset under it as the kernel discards unread
+/// data (the "lingering close" of other servers). A client that asked to wait with
+/// `Expect: 100-continue` has sent nothing and is not read from.
+struct Lingering {
+    body: Option<Incoming>,
+}
+
+impl Lingering {
+    fn wrap(body: Incoming) -> axum::body::Body {
+        axum::body::Body::new(Self { body: Some(body) })
+    }
+}
+
+impl hyper::body::Body for Lingering {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let Some(body) = self.body.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let frame = std::pin::Pin::new(body).poll_frame(context);
+        if matches!(frame, std::task::Poll::Ready(None)) {
+            self.body = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.as_ref().map_or_else(
+            || hyper::body::SizeHint::with_exact(0),
+            hyper::body::Body::size_hint,
+        )
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut body) = self.body.take() else {
+            return;
+        };
+        if hyper::body::Body::is_end_stream(&body) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use hyper::body::Body as _;
+            let drain = async {
+                let mut read = 0;
+                while read < LINGER_BYTES {
+                    let frame = std::future::poll_fn(|context| {
+                        std::pin::Pin::new(&mut body).poll_frame(context)
+                    })
+                    .await;
+                    match frame {
+                        Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
+                        _ => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        });
     }
 }
 

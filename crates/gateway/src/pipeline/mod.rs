@@ -411,7 +411,8 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
     };
     let (rule_id, outcome) = match loaded.rules.find(&method, &url) {
         None => {
-            drain_unread(request).await;
+            // The unread body is read on and dropped by the listener (lingering close).
+            drop(request);
             (
                 "none".to_owned(),
                 Err(Refusal::new(
@@ -469,35 +470,6 @@ async fn handle(State(gateway): State<Gateway>, mut request: Request) -> Respons
     response
 }
 
-/// The most of a refused body the gateway reads before it answers, and for how long.
-const DRAIN_BYTES: usize = 8 * 1024 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// Reads and drops a bounded part of the body of a request refused before it was read, so that a
-/// client still sending it reads the refusal instead of a connection closed under it (the
-/// "lingering close" of other servers). A client that asked to wait (`Expect: 100-continue`) has
-/// sent nothing yet and reads the answer at once.
-async fn drain_unread(request: Request) {
-    let waiting = request
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if waiting {
-        return;
-    }
-    let mut body = request.into_body();
-    let drain = async {
-        let mut read = 0;
-        while read < DRAIN_BYTES {
-            match http_body_util::BodyExt::frame(&mut body).await {
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
-                _ => break,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-}
-
 /// Refuses a body declared larger than `max_body` bytes; one streamed without a declared length
 /// is cut off at the limit on its way.
 async fn limit_body(request: Request, max_body: u64) -> Result<Request, Refusal> {
@@ -507,7 +479,8 @@ async fn limit_body(request: Request, max_body: u64) -> Result<Request, Refusal>
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max_body) {
-        drain_unread(request).await;
+        // The unread body is read on and dropped by the listener (lingering close).
+        drop(request);
         return Err(Refusal::new(
             Decision::Denied,
             StatusCode::PAYLOAD_TOO_LARGE,

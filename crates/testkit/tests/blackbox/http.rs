@@ -62,7 +62,7 @@ async fn errors_have_one_json_shape_with_the_request_id() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_are_refused_in_the_error_shape() {
-    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 1024).await;
+    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 4 * 1024 * 1024).await;
     // Refused by the rule's limit before anything else, the caller's token included.
     let response = app
         .client
@@ -146,21 +146,28 @@ async fn the_plain_http_listener_only_redirects_to_https() {
 }
 
 /// A client that writes a whole large body before it reads (as Python's `requests` does, with no
-/// `Expect: 100-continue`) still gets the 413: the gateway reads a bounded part of the body before
-/// it answers, instead of closing the connection under the client.
+/// `Expect: 100-continue`) still gets the refusal, whether the body is too large, no rule takes
+/// the path, or the request is refused before its body is read: the listener reads a bounded part
+/// of an unread body on, instead of closing the connection under the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_writes_an_oversized_body_first_reads_the_refusal() {
     use rustls_pki_types::pem::PemObject;
     use std::io::{Read, Write};
     use std::sync::Arc;
 
-    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 1024).await;
+    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 4 * 1024 * 1024).await;
     let ca = std::fs::read(&app.warden.tls_files.ca_cert).unwrap();
     let address = app.warden.addresses.https;
-    // Once to a route with a 1 KiB limit, once to a path no rule takes.
-    for (path, expected, code) in [
-        ("/api/v1/devices/claim", "HTTP/1.1 413", "payload_too_large"),
-        ("/no/such/path", "HTTP/1.1 404", "not_found"),
+    // Over the 4 MiB limit, to a path no rule takes, and within the limit without a token.
+    for (path, size, expected, code) in [
+        (
+            "/api/v1/devices/claim",
+            6,
+            "HTTP/1.1 413",
+            "payload_too_large",
+        ),
+        ("/no/such/path", 6, "HTTP/1.1 404", "not_found"),
+        ("/api/v1/devices/claim", 3, "HTTP/1.1 401", "unauthorized"),
     ] {
         let ca = ca.clone();
         let answer = tokio::task::spawn_blocking(move || {
@@ -180,7 +187,7 @@ async fn a_client_that_writes_an_oversized_body_first_reads_the_refusal() {
                     .unwrap();
             let socket = std::net::TcpStream::connect(address).unwrap();
             let mut tls = rustls::StreamOwned::new(connection, socket);
-            let body = vec![b' '; 6 * 1024 * 1024];
+            let body = vec![b' '; size * 1024 * 1024];
             write!(
                 tls,
                 "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
