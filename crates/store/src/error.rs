@@ -53,7 +53,12 @@ impl StoreError {
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
             ) => true,
             StoreError::Database(sqlx::Error::Database(error)) => {
-                error.code().is_some_and(|code| out_of_service(&code))
+                let sqlite = error
+                    .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                    .is_some();
+                error
+                    .code()
+                    .is_some_and(|code| out_of_service(sqlite, &code))
             }
             _ => false,
         }
@@ -66,9 +71,11 @@ impl StoreError {
 /// `SQLITE_BUSY` (5) pass. PostgreSQL gives its SQLSTATE: class 53 (insufficient resources:
 /// `disk_full`, `out_of_memory`, `too_many_connections`), class 08 (connection exceptions) and
 /// `57P01`–`57P03` (the server is shutting down or cannot connect now).
-fn out_of_service(code: &str) -> bool {
-    if let Ok(number) = code.parse::<u32>() {
-        return matches!(number & 0xff, 5 | 10 | 13);
+fn out_of_service(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        return code
+            .parse::<u32>()
+            .is_ok_and(|number| matches!(number & 0xff, 5 | 10 | 13));
     }
     code.starts_with("53") || code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
@@ -79,8 +86,11 @@ mod tests {
 
     #[test]
     fn a_full_disk_and_a_server_going_away_are_out_of_service() {
-        for code in ["13", "10", "778", "5", "53100", "53200", "08006", "57P01"] {
-            assert!(out_of_service(code), "{code}");
+        for code in ["13", "10", "778", "5"] {
+            assert!(out_of_service(true, code), "SQLite {code}");
+        }
+        for code in ["53100", "53200", "08006", "57P01"] {
+            assert!(out_of_service(false, code), "PostgreSQL {code}");
         }
     }
 
@@ -88,8 +98,11 @@ mod tests {
     fn refusals_of_the_work_itself_are_not() {
         // SQLite: constraint (19, 2067 unique), too big (18), mismatch (20); PostgreSQL:
         // unique violation, invalid text representation, check violation.
-        for code in ["19", "2067", "18", "20", "23505", "22P02", "23514"] {
-            assert!(!out_of_service(code), "{code}");
+        for code in ["19", "2067", "18", "20"] {
+            assert!(!out_of_service(true, code), "SQLite {code}");
+        }
+        for code in ["23505", "22P02", "23514"] {
+            assert!(!out_of_service(false, code), "PostgreSQL {code}");
         }
     }
 }
