@@ -121,6 +121,18 @@ impl WardenProcess {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Sends SIGTERM and asserts that the process ends with success within 20 s, as a clean
+    /// shutdown does.
+    pub fn stop_cleanly(&mut self) {
+        assert_eq!(
+            self.signal_and_wait("TERM", Duration::from_secs(20))
+                .map(|status| status.success()),
+            Some(true),
+            "{}",
+            self.logs()
+        );
+    }
+
     /// Sends `signal` (for example `TERM`) and waits up to `limit` for the process to end.
     pub fn signal_and_wait(
         &mut self,
