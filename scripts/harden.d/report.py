@@ -1,9 +1,10 @@
 """Writes DIR/report.md from the checks' result files and Warden's log.
 
-Each check left `DIR/results/NN-name.json` with `name`, `status` (PASS or FAIL), `figures` (one
+Each check left `DIR/results/NN-name.json` with `name`, `status` (PASS, FAIL, or SKIPPED when left out by --skip), `figures` (one
 line), `details` (Markdown) and `seconds`. The report puts one line per check first, then the
 details, then what Warden itself logged as an error or warning while the checks ran (the cause of
-a 5xx is there, under the request id the response carried). Exits 1 when any check failed.
+a 5xx is there, under the request id the response carried). Exits 1 when any check failed;
+skipped checks neither pass nor fail, and the verdict line counts them.
 """
 
 import argparse
@@ -76,15 +77,18 @@ def main() -> None:
     results = []
     for path in sorted((out / "results").glob("*.json")):
         results.append(json.loads(path.read_text()))
-    failed = [r for r in results if r["status"] != "PASS"]
+    failed = [r for r in results if r["status"] not in ("PASS", "SKIPPED")]
+    skipped = [r for r in results if r["status"] == "SKIPPED"]
+    ran = len(results) - len(skipped)
     started = datetime.fromtimestamp(args.started, timezone.utc)
     total = datetime.now(timezone.utc).timestamp() - args.started
-    verdict = "PASS" if results and not failed else "FAIL"
+    verdict = "PASS" if ran and not failed else "FAIL"
 
     report = [
         "# Warden hardening report",
         "",
-        f"**{verdict}**: {len(results) - len(failed)} of {len(results)} checks pass.",
+        f"**{verdict}**: {ran - len(failed)} of {ran} checks pass"
+        + (f"; {len(skipped)} skipped ({', '.join(r['name'] for r in skipped)})." if skipped else "."),
         "",
         f"- Warden: {args.version}",
         f"- Run: `{args.command}` ({args.mode}), started {started:%Y-%m-%d %H:%M:%S} UTC, "
@@ -107,7 +111,8 @@ def main() -> None:
                "each kind, errors first, then by count:", "",
                *(lines or ["- none"]), ""]
     (out / "report.md").write_text("\n".join(report))
-    print(f"{verdict}: {len(results) - len(failed)} of {len(results)} checks pass; report in {out / 'report.md'}")
+    print(f"{verdict}: {ran - len(failed)} of {ran} checks pass, {len(skipped)} skipped; "
+          f"report in {out / 'report.md'}")
     raise SystemExit(0 if verdict == "PASS" else 1)
 
 
