@@ -45,10 +45,7 @@ fn client(jwks: String) -> Client {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let Some(text) = warden_fuzz::text(rest) else {
+    let Some((mode, text)) = warden_fuzz::mode_and_text(data) else {
         return;
     };
     if mode & 1 == 0 {

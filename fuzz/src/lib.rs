@@ -45,6 +45,13 @@ pub fn text(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(data).ok()
 }
 
+/// The input's first byte (a mode: which way the target reads the rest) and the rest as text;
+/// `None` when the input is empty or the rest is not UTF-8.
+pub fn mode_and_text(data: &[u8]) -> Option<(u8, &str)> {
+    let (&mode, rest) = data.split_first()?;
+    Some((mode, text(rest)?))
+}
+
 /// The input cut at its first `\n`: the first line and the rest (empty when there is no `\n`).
 pub fn first_line(text: &str) -> (&str, &str) {
     text.split_once('\n').unwrap_or((text, ""))

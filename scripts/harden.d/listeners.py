@@ -26,7 +26,12 @@ import ssl
 import struct
 import subprocess
 import time
+import sys
 from pathlib import Path
+
+# The conformance suite's byte-level MQTT encoder (standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "crates/testkit/mqtt-conformance"))
+import raw_mqtt  # noqa: E402
 
 
 def listening_sockets(pid: int) -> list[str]:
@@ -62,25 +67,9 @@ def listening_sockets(pid: int) -> list[str]:
     return sorted(set(found))
 
 
-def remaining_length(length: int) -> bytes:
-    encoded = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(encoded)
-
-
-def utf8(text: bytes) -> bytes:
-    return struct.pack("!H", len(text)) + text
-
-
 def connect_packet(client_id: str, username: str, password: str) -> bytes:
-    # MQTT 3.1.1: protocol name, level 4, flags user name + password + clean session, keep-alive.
-    variable = utf8(b"MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 30)
-    payload = utf8(client_id.encode()) + utf8(username.encode()) + utf8(password.encode())
-    body = variable + payload
-    return bytes([0x10]) + remaining_length(len(body)) + body
+    """An MQTT 3.1.1 CONNECT with user name, password and a clean session."""
+    return raw_mqtt.connect_packet("3.1.1", client_id, username=username, password=password)
 
 
 def read_connack(stream) -> str:

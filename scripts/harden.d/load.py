@@ -17,6 +17,7 @@ acknowledged is missing, and Warden stayed up) to --out.
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -81,6 +82,23 @@ class Sampler(threading.Thread):
         return max((rss for _, rss, _ in self.samples), default=0)
 
 
+def open_file_limits(devices: int) -> str:
+    """Warden holds three descriptors per MQTT connection (docs/mqtt.md) and the simulator one
+    per device; each raises its soft limit to the hard limit it inherits from here, so that hard
+    limit must cover the fleet. Raises it when it does not (only root may); else stops the
+    check with what it needs."""
+    need = 3 * devices + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        return f"soft {soft}, hard {hard}"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, need), need))
+    except (ValueError, OSError):
+        raise SystemExit(f"{devices} devices need a hard open-file limit of {need} or more; it is "
+                         f"{hard} (raise it with `ulimit -Hn {need}` as root)")
+    return f"soft {soft}, hard raised from {hard} to {need} (Warden raises its soft limit itself)"
+
+
 def simulate(warden: str, bundles: Path, port: int, rate: float, seconds: int,
              ledger: Path | None, log: Path) -> dict:
     command = [warden, "device", "simulate", "--bundle", str(bundles), "--broker",
@@ -107,6 +125,7 @@ def main() -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
     environment["WARDEN_LOG_LEVEL"] = "warn"
     https, mqtt = free_port(), free_port()
+    limits = open_file_limits(args.devices)
 
     warden_log = open(work / "warden.log", "w")
     server = subprocess.Popen(
@@ -114,7 +133,7 @@ def main() -> None:
          "--device-listen", "127.0.0.1:0", "--mqtt-listen", f"127.0.0.1:{mqtt}"],
         stdout=warden_log, stderr=subprocess.STDOUT, env=environment)
     context = None
-    figures, problems, details = {}, [], []
+    figures, problems, details = {}, [], [f"- Open-file limits given to Warden and the simulator: {limits}"]
     try:
         deadline = time.monotonic() + 90
         while not (data / "addresses.json").exists():

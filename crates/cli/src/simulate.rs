@@ -28,6 +28,7 @@ pub async fn run(args: SimulateArgs, global: &GlobalArgs) -> Result<(), Failure>
         None => args.bundles.clone(),
     };
     let bundles = read_bundles(&directories)?;
+    server::raise_open_file_limit();
     let broker = match &args.broker {
         Some(address) => simulator::parse_address(address)
             .ok_or_else(|| Failure::Input(anyhow!("--broker {address:?} is not HOST:PORT")))?,

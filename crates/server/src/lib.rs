@@ -453,6 +453,7 @@ pub async fn run_until_signal_with(
     // Listen for signals before anything is announced, so a signal sent right after the banner
     // (by a supervisor or a test) is a clean shutdown, not the default kill.
     let signals = Signals::install()?;
+    raise_open_file_limit();
     let warden = start(settings, Arc::new(SystemClock)).await?;
     let extra = match after_start(&warden).await {
         Ok(lines) => lines,
@@ -467,6 +468,18 @@ pub async fn run_until_signal_with(
     warden.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises this process's soft limit of open files to its hard limit, for the programs that hold a
+/// descriptor per device: the server (three per MQTT connection: the TLS socket and the loopback
+/// pair to the broker, docs/mqtt.md), where the usual soft limit of 1024 would cap it at about 300
+/// devices, and the device simulator (one per device). The hard limit is the operator's
+/// (`LimitNOFILE=` in systemd, `ulimit -Hn`). A refusal is logged, not fatal.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "the open-file limit could not be raised"),
+    }
 }
 
 fn banner(settings: &Settings, warden: &RunningWarden, extra: Vec<String>) -> String {

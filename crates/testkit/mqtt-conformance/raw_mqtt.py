@@ -114,12 +114,17 @@ def connect_packet(
     clean: bool = True,
     keepalive: int = 30,
     properties: dict[int, int] | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> bytes:
-    flags = 0x02 if clean else 0x00
+    flags = (0x02 if clean else 0x00) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
     body = encode_string("MQTT") + bytes([PROTOCOL_LEVEL[version], flags]) + struct.pack("!H", keepalive)
     if version == "5.0":
         body += encode_properties(properties)
     body += encode_string(client_id)
+    for field in (username, password):
+        if field is not None:
+            body += encode_string(field)
     return packet(CONNECT, 0, body)
 
 
