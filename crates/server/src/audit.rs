@@ -14,6 +14,7 @@ use store::{Store, StoredAuditKey};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AuditSettings;
+use crate::jobs::Lease;
 
 /// What the audit key is sealed for (bound as associated data).
 const SEAL_PURPOSE: &str = "audit-checkpoint";
@@ -87,12 +88,13 @@ fn open(stored: &StoredAuditKey, key: &KeyEncryptionKey) -> anyhow::Result<Check
 }
 
 /// Signs a checkpoint every `settings.checkpoint_interval` (when entries were added), and removes
-/// segments past retention every hour.
+/// segments past retention every hour, on the replica holding `lease`.
 pub(crate) async fn upkeep(
     store: Store,
     key: CheckpointKey,
     settings: AuditSettings,
     clock: Arc<dyn Clock>,
+    lease: Lease,
     shutdown: CancellationToken,
 ) {
     let mut last_retention: Option<std::time::Instant> = None;
@@ -100,6 +102,9 @@ pub(crate) async fn upkeep(
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(settings.checkpoint_interval) => {}
+        }
+        if !lease.hold().await {
+            continue;
         }
         match store.audit().checkpoint(&key, clock.now()).await {
             Ok(Some(checkpoint)) => tracing::debug!(
@@ -131,6 +136,7 @@ pub(crate) async fn upkeep(
             }
         }
     }
+    lease.release().await;
 }
 
 /// What `warden audit verify` found: nothing wrong (with what was covered), or the first problem.

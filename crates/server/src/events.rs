@@ -16,9 +16,10 @@ use store::{Backend, RetentionScope, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EventsSettings;
+use crate::jobs::Lease;
 
 /// How often retention runs.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Events one retention delete removes at most, so that no transaction holds the table long.
 const RETENTION_BATCH: u32 = 5_000;
 
@@ -126,12 +127,13 @@ impl Collector for RecorderMetrics {
     }
 }
 
-/// Deletes events older than their retention, every [`RETENTION_INTERVAL`]: each model with its
-/// own retention first, then every other device with the global one.
+/// Deletes events older than their retention, every [`RETENTION_INTERVAL`] on the replica holding
+/// `lease`: each model with its own retention first, then every other device with the global one.
 pub(crate) async fn enforce_retention(
     store: Store,
     settings: EventsSettings,
     clock: Arc<dyn Clock>,
+    lease: Lease,
     shutdown: CancellationToken,
 ) {
     let with_own: Vec<String> = settings
@@ -140,23 +142,25 @@ pub(crate) async fn enforce_retention(
         .map(|(model, _)| model.clone())
         .collect();
     loop {
-        let now = clock.now();
-        let mut scopes: Vec<(RetentionScope<'_>, Option<Duration>)> = settings
-            .retention_by_model
-            .iter()
-            .map(|(model, retention)| (RetentionScope::Model(model), *retention))
-            .collect();
-        scopes.push((RetentionScope::AllBut(&with_own), settings.retention));
-        for (scope, retention) in scopes {
-            let Some(retention) = retention else {
-                continue;
-            };
-            let cutoff = model::Timestamp::from_unix_millis(
-                now.unix_millis()
-                    .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
-            );
-            if let Err(error) = delete_before(&store, cutoff, scope, &shutdown).await {
-                tracing::warn!(%error, ?scope, "event retention failed; will retry");
+        if lease.hold().await {
+            let now = clock.now();
+            let mut scopes: Vec<(RetentionScope<'_>, Option<Duration>)> = settings
+                .retention_by_model
+                .iter()
+                .map(|(model, retention)| (RetentionScope::Model(model), *retention))
+                .collect();
+            scopes.push((RetentionScope::AllBut(&with_own), settings.retention));
+            for (scope, retention) in scopes {
+                let Some(retention) = retention else {
+                    continue;
+                };
+                let cutoff = model::Timestamp::from_unix_millis(
+                    now.unix_millis()
+                        .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
+                );
+                if let Err(error) = delete_before(&store, cutoff, scope, &shutdown).await {
+                    tracing::warn!(%error, ?scope, "event retention failed; will retry");
+                }
             }
         }
         tokio::select! {
@@ -164,6 +168,7 @@ pub(crate) async fn enforce_retention(
             () = tokio::time::sleep(RETENTION_INTERVAL) => {}
         }
     }
+    lease.release().await;
 }
 
 async fn delete_before(

@@ -11,6 +11,7 @@ mod events;
 mod external;
 pub mod firmware;
 mod gateway;
+mod jobs;
 mod listen;
 mod mqtt;
 pub mod signing;
@@ -215,6 +216,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     ));
 
     register_build_info(&mut registry);
+    let jobs = jobs::Jobs::new(store.clone(), clock.clone(), &mut registry);
     let expiring = Family::<Vec<(String, String)>, Gauge>::default();
     registry.register(
         "pki_certificates_expiring",
@@ -316,7 +318,11 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             .set(Arc::new(mqtt::BrokerMessages { outlet }));
         tasks.spawn(run);
     }
-    tasks.spawn(tend_rollouts(context.clone(), shutdown.clone()));
+    tasks.spawn(tend_rollouts(
+        context.clone(),
+        jobs.lease("rollouts", ROLLOUT_INTERVAL),
+        shutdown.clone(),
+    ));
     if let Some(listener) = device_listener {
         tasks.spawn(listen::serve_https(
             listener,
@@ -338,6 +344,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     tasks.spawn(purge_periodically(
         store.clone(),
         identity_clock.clone(),
+        jobs.lease("purge", PURGE_INTERVAL),
         shutdown.clone(),
     ));
     tasks.spawn(audit::upkeep(
@@ -345,12 +352,14 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         audit_key,
         settings.audit.clone(),
         identity_clock.clone(),
+        jobs.lease("audit", settings.audit.checkpoint_interval),
         shutdown.clone(),
     ));
     tasks.spawn(events::enforce_retention(
         store.clone(),
         settings.events.clone(),
         identity_clock.clone(),
+        jobs.lease("event-retention", events::RETENTION_INTERVAL),
         shutdown.clone(),
     ));
     tasks.spawn(watch_revocations(
@@ -618,30 +627,46 @@ const THROTTLE_MEMORY: Duration = Duration::from_secs(3600);
 const ROLLOUT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Aborts, advances and completes firmware rollouts as their policies say, every
-/// [`ROLLOUT_INTERVAL`]. Every replica may run it: each change is a conditional write, so one
-/// replica makes it (docs/firmware.md).
-async fn tend_rollouts(context: ApiContext, shutdown: CancellationToken) {
+/// [`ROLLOUT_INTERVAL`], on the replica holding the lease. Each change is a conditional write
+/// besides, so that a round on a replica whose lease just ended changes nothing twice
+/// (docs/firmware.md).
+async fn tend_rollouts(context: ApiContext, lease: jobs::Lease, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(ROLLOUT_INTERVAL) => http_api::tend_rollouts(&context).await,
+            () = tokio::time::sleep(ROLLOUT_INTERVAL) => {
+                if lease.hold().await {
+                    http_api::tend_rollouts(&context).await;
+                }
+            }
         }
     }
+    lease.release().await;
 }
 
-async fn purge_periodically(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+async fn purge_periodically(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    lease: jobs::Lease,
+    shutdown: CancellationToken,
+) {
     let memory = i64::try_from(THROTTLE_MEMORY.as_millis()).unwrap_or(i64::MAX);
     loop {
-        match store.purge_expired(clock.now(), memory).await {
-            Ok(report) if report.total() > 0 => tracing::info!(?report, "purged expired rows"),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "purging expired rows failed; will retry"),
+        if lease.hold().await {
+            match store.purge_expired(clock.now(), memory).await {
+                Ok(report) if report.total() > 0 => {
+                    tracing::info!(?report, "purged expired rows");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "purging expired rows failed; will retry"),
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(PURGE_INTERVAL) => {}
         }
     }
+    lease.release().await;
 }
 
 /// Adopts revocations made by any process sharing the database, so that tokens this process

@@ -19,6 +19,7 @@ mod events;
 mod firmware;
 mod grants;
 mod keys;
+mod leases;
 mod migrate;
 mod purge;
 mod second_factor;
@@ -44,6 +45,7 @@ pub use events::{Events, RetentionScope, StoredEvent};
 pub use firmware::{DeviceUpdate, Firmware, Release, Rollout};
 pub use grants::{CodeRecord, Grants, Redemption, RefreshRecord};
 pub use keys::SigningKeys;
+pub use leases::JobLeases;
 pub use migrate::{LATEST_SCHEMA_VERSION, MigrationReport};
 pub use purge::PurgeReport;
 pub use second_factor::{SecondFactor, SecondFactors};
@@ -154,6 +156,10 @@ impl Store {
 
     pub fn sessions(&self) -> Sessions<'_> {
         Sessions::new(&self.pool)
+    }
+
+    pub fn job_leases(&self) -> JobLeases<'_> {
+        JobLeases::new(&self.pool)
     }
 
     pub fn login_throttle(&self) -> LoginThrottle<'_> {

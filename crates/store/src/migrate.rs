@@ -43,6 +43,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_firmware"),
     migration!(14, "0014_rollouts"),
     migration!(15, "0015_device_tags"),
+    migration!(16, "0016_job_leases"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -79,10 +80,11 @@ pub(crate) const TABLES: &[&str] = &[
     "rollouts",
     "rollout_devices",
     "device_tags",
+    "job_leases",
 ];
 
 /// The newest schema this binary knows.
-pub const LATEST_SCHEMA_VERSION: i64 = 15;
+pub const LATEST_SCHEMA_VERSION: i64 = 16;
 
 /// What [`Store::migrate`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]

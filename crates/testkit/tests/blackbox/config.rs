@@ -109,6 +109,53 @@ fn config_check_accepts_a_good_file_and_refuses_a_bad_one() {
     );
 }
 
+/// The `ENV` settings of `Containerfile`, as `NAME=VALUE` pairs (continuation lines included).
+fn container_environment() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Containerfile");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut pairs = Vec::new();
+    let mut in_env = false;
+    for line in text.lines() {
+        let rest = match line.strip_prefix("ENV ") {
+            Some(rest) => rest,
+            None if in_env => line,
+            None => continue,
+        };
+        in_env = rest.trim_end().ends_with('\\');
+        for word in rest.split_whitespace().filter(|word| *word != "\\") {
+            let (name, value) = word.split_once('=').expect("ENV NAME=VALUE");
+            pairs.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    pairs
+}
+
+/// The image cannot be built on these machines, so what it configures is checked instead: its
+/// environment is configuration that `serve` accepts, and a misspelt name in it would not be.
+#[test]
+fn the_container_image_s_environment_is_accepted_configuration() {
+    let environment = container_environment();
+    assert!(
+        environment
+            .iter()
+            .any(|(name, _)| name == "WARDEN_DATA_DIR")
+            && environment.len() >= 4,
+        "{environment:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write_config(dir.path(), "");
+    let pairs: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let output = run(&["config", "check", &empty], &pairs);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let misspelt = [pairs.as_slice(), &[("WARDEN_HTTP_LISTN", "0.0.0.0:8443")]].concat();
+    let output = run(&["config", "check", &empty], &misspelt);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
 #[test]
 fn serve_reports_its_addresses_and_exits_0_on_sigterm_and_sigint() {
     for signal in ["TERM", "INT"] {

@@ -26,6 +26,7 @@ mod oidc;
 mod openapi;
 mod pki;
 mod readiness;
+mod replicas;
 mod simulator;
 mod storage;
 mod tls;

@@ -995,6 +995,92 @@ async fn concurrent_read_then_write_transactions_all_succeed(backend: &str) {
     }
 }
 
+async fn a_job_lease_has_one_holder_until_it_expires_or_is_released(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    let leases = store.job_leases();
+    let at = Timestamp::from_unix_millis;
+    assert!(
+        leases
+            .take("purge", "a", at(1_000), at(11_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !leases
+            .take("purge", "b", at(2_000), at(12_000))
+            .await
+            .unwrap()
+    );
+    // The holder renews; another job is another lease.
+    assert!(
+        leases
+            .take("purge", "a", at(3_000), at(13_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        leases
+            .take("rollouts", "b", at(3_000), at(13_000))
+            .await
+            .unwrap()
+    );
+    // Until its end the lease is a's; from its end anyone may take it.
+    assert!(
+        !leases
+            .take("purge", "b", at(12_999), at(20_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        leases
+            .take("purge", "b", at(13_000), at(23_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        leases.holder("purge").await.unwrap(),
+        Some(("b".to_owned(), at(23_000)))
+    );
+    // Only the holder can give it up; then it is free at once.
+    leases.release("purge", "a").await.unwrap();
+    assert!(
+        !leases
+            .take("purge", "a", at(14_000), at(24_000))
+            .await
+            .unwrap()
+    );
+    leases.release("purge", "b").await.unwrap();
+    assert_eq!(leases.holder("purge").await.unwrap(), None);
+    assert!(
+        leases
+            .take("purge", "a", at(14_000), at(24_000))
+            .await
+            .unwrap()
+    );
+
+    // Replicas asking at once for a lease nobody has: exactly one gets it.
+    let mut askers = tokio::task::JoinSet::new();
+    for replica in 0..8 {
+        let store = store.clone();
+        askers.spawn(async move {
+            let holder = format!("replica-{replica}");
+            store
+                .job_leases()
+                .take("race", &holder, at(1_000), at(60_000))
+                .await
+                .unwrap()
+        });
+    }
+    let granted = askers
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|&taken| taken)
+        .count();
+    assert_eq!(granted, 1);
+}
+
 /// Every check above, once per backend: `storage::sqlite::NAME` and `storage::postgres::NAME`.
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -1025,4 +1111,5 @@ conformance!(
     the_audit_journal_chains_appends_signs_checkpoints_and_removes_whole_segments,
     devices_are_tagged_and_selected_and_an_open_update_is_found,
     concurrent_read_then_write_transactions_all_succeed,
+    a_job_lease_has_one_holder_until_it_expires_or_is_released,
 );

@@ -1,0 +1,136 @@
+//! Replicas: several `warden serve` processes on one PostgreSQL database, as a cluster runs them.
+//! Background jobs (rollouts, purges, audit checkpoints, event retention) run on one replica at a
+//! time; when it dies another takes them over once its leases end, and when it stops it hands
+//! them over at once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use testkit::postgres::Cluster;
+use testkit::{WardenProcess, browser};
+
+const JOBS: [&str; 4] = ["rollouts", "purge", "audit", "event-retention"];
+
+/// The key that seals the CA in the database: every replica needs the same one.
+const PKI_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// A replica in `dir` on `database`. Replicas share the database and the secrets (the sealing
+/// key, and the client-secret key that `first` made in its data directory), as a cluster's
+/// replicas get them from one secret store.
+fn replica(dir: &Path, database: &str, first: Option<&Path>) -> (WardenProcess, PathBuf) {
+    if let Some(first) = first {
+        let secrets = dir.join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::copy(
+            first.join("secrets/client-secret.key"),
+            secrets.join("client-secret.key"),
+        )
+        .unwrap();
+    }
+    let process = WardenProcess::serve_with_env(
+        dir,
+        &[],
+        &[
+            ("WARDEN_LOG_LEVEL", "warn"),
+            ("WARDEN_DATABASE_URL", database),
+            ("WARDEN_PKI_ENCRYPTION_KEY", PKI_KEY),
+            ("WARDEN_OAUTH_ISSUER", "https://warden.test"),
+            // Audit checkpoints every second, so the audit job's lease is as short as rollouts'.
+            ("WARDEN_AUDIT_CHECKPOINT_SECONDS", "1"),
+        ],
+    );
+    (process, dir.join("tls/ca.crt"))
+}
+
+/// A replica's `warden_job_lease_held` and `warden_job_rounds_total` for `job` (0 when absent).
+async fn job(replica: &(WardenProcess, PathBuf), job: &str) -> (f64, f64) {
+    let (process, ca) = replica;
+    let text = browser(ca, process.https)
+        .get(format!(
+            "https://localhost:{}/metrics",
+            process.https.port()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        let prefix = format!("{name}{{job=\"{job}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.parse().unwrap())
+    };
+    (
+        value("warden_job_lease_held"),
+        value("warden_job_rounds_total"),
+    )
+}
+
+/// Waits until `replica` holds the lease on every one of `jobs`; the time it took.
+async fn until_it_holds(replica: &(WardenProcess, PathBuf), jobs: &[&str]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for name in jobs {
+            all &= job(replica, name).await.0 == 1.0;
+        }
+        if all {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the replica did not take {jobs:?} over:\n{}",
+            replica.0.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_run_on_one_replica_and_move_when_it_dies_or_stops() {
+    let database = Cluster::shared().create_database().await.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let mut first = replica(&a, &database, None);
+    until_it_holds(&first, &JOBS).await;
+    let mut second = replica(&b, &database, Some(&a));
+
+    // Both run every job's loop, but only the first runs the rounds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for name in JOBS {
+        let (held, rounds) = job(&first, name).await;
+        assert_eq!((held, rounds > 0.0), (1.0, true), "{name} on the first");
+        assert_eq!(job(&second, name).await, (0.0, 0.0), "{name} on the second");
+    }
+    let before = job(&first, "rollouts").await.1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(job(&first, "rollouts").await.1 > before);
+    assert_eq!(job(&second, "rollouts").await, (0.0, 0.0));
+
+    // The first dies: its leases on the one-second jobs end 12 s after its last round, and the
+    // second takes those over then.
+    first.0.child.kill().unwrap();
+    first.0.child.wait().unwrap();
+    let took = until_it_holds(&second, &["rollouts", "audit"]).await;
+    assert!(
+        took >= Duration::from_secs(5),
+        "taken over after {took:?}, before the dead replica's lease ended"
+    );
+
+    // A third joins and runs nothing; the second stops cleanly and hands its leases over at once.
+    let third = replica(&c, &database, Some(&a));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(job(&third, "rollouts").await, (0.0, 0.0));
+    second.0.stop_cleanly();
+    let took = until_it_holds(&third, &["rollouts", "audit"]).await;
+    assert!(
+        took < Duration::from_secs(8),
+        "a released lease was taken over after {took:?}"
+    );
+}
