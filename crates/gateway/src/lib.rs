@@ -29,7 +29,7 @@ use tokens::keys::KeyRing;
 pub use pattern::{RequestUrl, Strategy};
 pub use pipeline::{Gateway, GatewayMetrics, GatewaySettings};
 pub use rules::{Format, Problem, Rule, RuleSet, RulesError};
-pub use throttle::{Per, Rate};
+pub use throttle::{Per, Rate, SharedCount, SharedCounters};
 
 /// The rules Warden ships with: every public route of `warden serve`, nothing under `/internal/`.
 pub const SHIPPED_RULES: &str = include_str!("../rules/warden.yaml");

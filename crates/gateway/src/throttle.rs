@@ -3,8 +3,9 @@
 //! limiter from `governor`, with tiers that raise a limit for callers holding a scope.
 //!
 //! A limit keyed by client or user that meets an anonymous request keys it by its source address
-//! instead, so being anonymous never escapes a limit. The counters live in this process: with
-//! several gateway replicas each holds its own, so a limit holds per replica (docs/gateway.md).
+//! instead, so being anonymous never escapes a limit. The counters live in this process, or, for
+//! replicas that enforce one limit together, in [`SharedCounters`] (docs/gateway.md): the same
+//! GCRA, its state (one time per key) kept where every replica counts.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -88,6 +89,30 @@ impl Rate {
     }
 }
 
+/// Throttle counters shared by gateway replicas: GCRA state per key, counted atomically where
+/// every replica reaches it. Times are microseconds since the Unix epoch.
+#[async_trait::async_trait]
+pub trait SharedCounters: Send + Sync + std::fmt::Debug {
+    /// Counts one request for `key` at `now`: allowed when the key's theoretical arrival time is
+    /// at most `tolerance` after `now` (it then moves to the later of the two plus `interval`);
+    /// a key not seen yet is allowed.
+    async fn count(
+        &self,
+        key: &str,
+        now: i64,
+        interval: i64,
+        tolerance: i64,
+    ) -> Result<SharedCount, String>;
+}
+
+/// A request counted in [`SharedCounters`]: the key's theoretical arrival time after it (allowed)
+/// or as it stands (refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedCount {
+    Allowed { tat: i64 },
+    Refused { tat: i64 },
+}
+
 /// A raised rate for callers whose token carries `scope`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tier {
@@ -162,12 +187,15 @@ impl Limit {
         }
     }
 
-    /// Counts one request against this limit.
-    pub(crate) fn check(
+    /// Counts one request against this limit of the rule `rule_id`: in `shared` when given,
+    /// else (or when `shared` fails) in this process.
+    pub(crate) async fn check(
         &self,
+        rule_id: &str,
         session: &Session,
         address: &str,
         clock: &LimiterClock,
+        shared: Option<&dyn SharedCounters>,
     ) -> Result<Headroom, Throttled> {
         let key = match self.spec.per {
             Per::Client => session.client_id.clone(),
@@ -187,6 +215,25 @@ impl Limit {
             .map_or((&self.base, &self.spec.rate), |(tier, limiter)| {
                 (limiter, &tier.rate)
             });
+        if let Some(shared) = shared {
+            // The key names the limit by what it is, so that a changed limit starts afresh, as
+            // the local counters do.
+            let shared_key = format!(
+                "{rule_id}|{}|{}/{}ms/{}|{key}",
+                self.spec.per.as_str(),
+                rate.count,
+                rate.period.as_millis(),
+                rate.burst
+            );
+            match shared_check(shared, &shared_key, rate, self.spec.per, clock).await {
+                Ok(outcome) => return outcome,
+                Err(error) => tracing::warn!(
+                    rule = rule_id,
+                    %error,
+                    "shared throttle counters unavailable; counting in this process"
+                ),
+            }
+        }
         match limiter.check_key(&key) {
             Ok(snapshot) => Ok(Headroom {
                 limit: rate.burst.get(),
@@ -209,6 +256,37 @@ impl Limit {
             tier.retain_recent();
         }
     }
+}
+
+/// One request counted in `shared` for `rate`, as GCRA: one request per `interval`, running up
+/// to `burst − 1` intervals ahead.
+async fn shared_check(
+    shared: &dyn SharedCounters,
+    key: &str,
+    rate: &Rate,
+    per: Per,
+    clock: &LimiterClock,
+) -> Result<Result<Headroom, Throttled>, String> {
+    let micros = |duration: Duration| i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+    let interval = micros(rate.period / rate.count.get()).max(1);
+    let tolerance = interval.saturating_mul(i64::from(rate.burst.get()) - 1);
+    let now = micros(clock.now());
+    Ok(match shared.count(key, now, interval, tolerance).await? {
+        SharedCount::Allowed { tat } => {
+            let room = (now + tolerance + interval - tat).div_euclid(interval);
+            Ok(Headroom {
+                limit: rate.burst.get(),
+                remaining: u32::try_from(room.max(0)).unwrap_or(0),
+                window: rate.period,
+            })
+        }
+        SharedCount::Refused { tat } => Err(Throttled {
+            per,
+            retry_after: Duration::from_micros(u64::try_from(tat - tolerance - now).unwrap_or(0)),
+            limit: rate.burst.get(),
+            window: rate.period,
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -247,63 +325,139 @@ mod tests {
         }
     }
 
-    #[test]
-    fn limits_count_per_key_refuse_with_the_wait_and_recover_with_time() {
-        let manual = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_000_000)));
-        let clock = LimiterClock(manual.clone());
-        let spec = LimitSpec {
-            per: Per::User,
-            rate: Rate::parse("2/minute", None).unwrap(),
-            tiers: vec![Tier {
-                scope: "bulk".into(),
-                rate: Rate::parse("10/minute", None).unwrap(),
-            }],
-        };
-        let limit = Limit::new(spec, &clock);
-        let alice = session("alice", "app", &[]);
-        let bob = session("bob", "app", &[]);
-        let first = limit.check(&alice, "10.0.0.1", &clock).unwrap();
-        assert_eq!((first.limit, first.remaining), (2, 1));
-        limit.check(&alice, "10.0.0.1", &clock).unwrap();
-        let refused = limit.check(&alice, "10.0.0.1", &clock).unwrap_err();
-        assert_eq!(refused.per, Per::User);
-        assert_eq!(refused.retry_after, Duration::from_secs(30));
-        // Another user has counters of their own, whatever the address.
-        limit.check(&bob, "10.0.0.1", &clock).unwrap();
-        // A tier raises the limit for a caller holding its scope.
-        let bulk = session("alice", "app", &["bulk"]);
-        for _ in 0..10 {
-            limit.check(&bulk, "10.0.0.1", &clock).unwrap();
+    /// Shared counters kept in a map, with the store's semantics, so that the tests below hold
+    /// the shared path to what the local one does (the database's side is tested in `storage`).
+    #[derive(Debug, Default)]
+    struct MapCounters(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+    #[async_trait::async_trait]
+    impl SharedCounters for MapCounters {
+        async fn count(
+            &self,
+            key: &str,
+            now: i64,
+            interval: i64,
+            tolerance: i64,
+        ) -> Result<SharedCount, String> {
+            let mut times = self.0.lock().unwrap();
+            let tat = times.get(key).copied().unwrap_or(now);
+            if tat - now > tolerance {
+                return Ok(SharedCount::Refused { tat });
+            }
+            let next = tat.max(now) + interval;
+            times.insert(key.to_owned(), next);
+            Ok(SharedCount::Allowed { tat: next })
         }
-        // Time gives capacity back: one request every 30 s.
-        manual.advance(Duration::from_secs(30));
-        limit.check(&alice, "10.0.0.1", &clock).unwrap();
-        assert!(limit.check(&alice, "10.0.0.1", &clock).is_err());
     }
 
-    #[test]
-    fn anonymous_callers_are_counted_by_address_under_user_and_client_limits() {
-        let clock = LimiterClock(Arc::new(ManualClock::new(Timestamp::from_unix_millis(0))));
-        for per in [Per::User, Per::Client] {
-            let limit = Limit::new(
-                LimitSpec {
-                    per,
-                    rate: Rate::parse("1/hour", None).unwrap(),
-                    tiers: Vec::new(),
-                },
-                &clock,
-            );
-            let anonymous = Session {
-                subject: "anonymous".into(),
-                anonymous: true,
-                ..Session::default()
+    /// Runs `check` with the counters in this process, then with shared ones.
+    async fn both_ways<F>(check: F)
+    where
+        F: AsyncFn(Option<&dyn SharedCounters>),
+    {
+        check(None).await;
+        check(Some(&MapCounters::default())).await;
+    }
+
+    #[tokio::test]
+    async fn limits_count_per_key_refuse_with_the_wait_and_recover_with_time() {
+        both_ways(async |shared| {
+            let manual = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_000_000)));
+            let clock = LimiterClock(manual.clone());
+            let spec = LimitSpec {
+                per: Per::User,
+                rate: Rate::parse("2/minute", None).unwrap(),
+                tiers: vec![Tier {
+                    scope: "bulk".into(),
+                    rate: Rate::parse("10/minute", None).unwrap(),
+                }],
             };
-            limit.check(&anonymous, "10.0.0.1", &clock).unwrap();
-            assert!(
-                limit.check(&anonymous, "10.0.0.1", &clock).is_err(),
-                "{per:?}"
-            );
-            limit.check(&anonymous, "10.0.0.2", &clock).unwrap();
+            let limit = Limit::new(spec, &clock);
+            let check = async |session: &Session| {
+                limit.check("r", session, "10.0.0.1", &clock, shared).await
+            };
+            let alice = session("alice", "app", &[]);
+            let bob = session("bob", "app", &[]);
+            let first = check(&alice).await.unwrap();
+            assert_eq!((first.limit, first.remaining), (2, 1));
+            assert_eq!(check(&alice).await.unwrap().remaining, 0);
+            let refused = check(&alice).await.unwrap_err();
+            assert_eq!(refused.per, Per::User);
+            assert_eq!(refused.retry_after, Duration::from_secs(30));
+            // Another user has counters of their own, whatever the address.
+            check(&bob).await.unwrap();
+            // A tier raises the limit for a caller holding its scope.
+            let bulk = session("alice", "app", &["bulk"]);
+            for _ in 0..10 {
+                check(&bulk).await.unwrap();
+            }
+            // Time gives capacity back: one request every 30 s.
+            manual.advance(Duration::from_secs(30));
+            check(&alice).await.unwrap();
+            assert!(check(&alice).await.is_err());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn replicas_sharing_counters_enforce_one_limit_together() {
+        let clock = LimiterClock(Arc::new(ManualClock::new(Timestamp::from_unix_millis(0))));
+        let spec = LimitSpec {
+            per: Per::Rule,
+            rate: Rate::parse("2/minute", None).unwrap(),
+            tiers: Vec::new(),
+        };
+        let replicas = [Limit::new(spec.clone(), &clock), Limit::new(spec, &clock)];
+        let anyone = session("alice", "app", &[]);
+        let shared = MapCounters::default();
+        let mut passed = 0;
+        for round in 0..4 {
+            let replica = &replicas[round % 2];
+            passed += replica
+                .check("r", &anyone, "10.0.0.1", &clock, Some(&shared))
+                .await
+                .is_ok() as usize;
         }
+        assert_eq!(passed, 2);
+        // Apart, each replica lets its own two through.
+        for replica in &replicas {
+            replica
+                .check("r", &anyone, "10.0.0.1", &clock, None)
+                .await
+                .unwrap();
+            replica
+                .check("r", &anyone, "10.0.0.1", &clock, None)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn anonymous_callers_are_counted_by_address_under_user_and_client_limits() {
+        both_ways(async |shared| {
+            let clock = LimiterClock(Arc::new(ManualClock::new(Timestamp::from_unix_millis(0))));
+            for per in [Per::User, Per::Client] {
+                let limit = Limit::new(
+                    LimitSpec {
+                        per,
+                        rate: Rate::parse("1/hour", None).unwrap(),
+                        tiers: Vec::new(),
+                    },
+                    &clock,
+                );
+                let anonymous = Session {
+                    subject: "anonymous".into(),
+                    anonymous: true,
+                    ..Session::default()
+                };
+                let check = async |address: &str| {
+                    limit.check("r", &anonymous, address, &clock, shared).await
+                };
+                check("10.0.0.1").await.unwrap();
+                assert!(check("10.0.0.1").await.is_err(), "{per:?}");
+                check("10.0.0.2").await.unwrap();
+            }
+        })
+        .await;
     }
 }

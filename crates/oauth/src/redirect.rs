@@ -3,10 +3,13 @@
 //! choosing (RFC 8252 section 7.3).
 
 /// Whether `requested` may be used as the redirect for a client that registered `registered`.
+/// Never one with a fragment (RFC 6749 section 3.1.2), whatever was registered: registration
+/// refuses fragments, and this holds even for a list that did not pass it.
 pub fn matches(registered: &[String], requested: &str) -> bool {
-    registered
-        .iter()
-        .any(|candidate| candidate == requested || loopback_match(candidate, requested))
+    !requested.contains('#')
+        && registered
+            .iter()
+            .any(|candidate| candidate == requested || loopback_match(candidate, requested))
 }
 
 fn loopback_match(registered: &str, requested: &str) -> bool {
@@ -84,6 +87,9 @@ mod tests {
             true,
         );
         check("http://[::1]/callback", "http://[::1]:4000/callback", true);
+        // A fragment is never a redirect, not even one "registered" with it.
+        check("http://[::1]/cb#x", "http://[::1]:4000/cb#x", false);
+        check("https://app.example/cb#x", "https://app.example/cb#x", false);
         check(
             "http://127.0.0.1/callback",
             "http://127.0.0.1:53219/other",

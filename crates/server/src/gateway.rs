@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::http::HeaderMap;
-use gateway::{Credential, Facts, FactsError, Format, Gateway, RequestOrigin, RuleSet};
+use gateway::{
+    Credential, Facts, FactsError, Format, Gateway, RequestOrigin, RuleSet, SharedCount,
+    SharedCounters,
+};
 use http_api::{ApiContext, ApiError};
 use model::{DeviceId, Role, Timestamp, UserId};
 use policy::{ActionSet, Denial, DeviceRelation, Subject};
+use store::{Counted, Store};
 use tokens::jwt::AccessClaims;
 use tokens::keys::KeyRing;
 use tokio_util::sync::CancellationToken;
@@ -123,6 +127,35 @@ impl Facts for WardenFacts {
 
 /// The rules to start with: the configured file, or the shipped rules. A file with errors stops
 /// the start, with every error and where it is.
+/// The gateway's throttle counters in the database, shared by the replicas on it
+/// (`gateway.throttle_store = "database"`).
+#[derive(Debug)]
+pub(crate) struct DatabaseCounters {
+    pub store: Store,
+}
+
+#[async_trait]
+impl SharedCounters for DatabaseCounters {
+    async fn count(
+        &self,
+        key: &str,
+        now: i64,
+        interval: i64,
+        tolerance: i64,
+    ) -> Result<SharedCount, String> {
+        match self
+            .store
+            .throttle_counters()
+            .count(key, now, interval, tolerance)
+            .await
+        {
+            Ok(Counted::Allowed { tat_micros }) => Ok(SharedCount::Allowed { tat: tat_micros }),
+            Ok(Counted::Refused { tat_micros }) => Ok(SharedCount::Refused { tat: tat_micros }),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
 pub(crate) fn initial_rules(rules_file: Option<&Path>) -> anyhow::Result<RuleSet> {
     match rules_file {
         None => RuleSet::parse(gateway::SHIPPED_RULES, Format::Yaml)

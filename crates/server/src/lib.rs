@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Settings, TlsSettings};
+use crate::config::{Settings, ThrottleStore, TlsSettings};
 use crate::tls::{ServerCertificate, TlsFiles};
 
 pub use telemetry::init_logging;
@@ -266,6 +266,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             cors_origins: settings.gateway.cors_origins.clone(),
             max_body_bytes: settings.max_body_bytes,
             part_urls: settings.gateway.part_urls.clone(),
+            shared_counters: match settings.gateway.throttle_store {
+                ThrottleStore::Memory => None,
+                ThrottleStore::Database => Some(Arc::new(gateway::DatabaseCounters {
+                    store: store.clone(),
+                })),
+            },
         },
     )
     .context("cannot set up the gateway")?;

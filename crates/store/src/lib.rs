@@ -13,6 +13,7 @@
 mod audit;
 mod certificates;
 mod clients;
+mod counters;
 mod devices;
 mod error;
 mod events;
@@ -36,6 +37,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 pub use audit::{AuditJournal, StoredAuditKey};
 pub use certificates::{CertificateRecord, Certificates, StoredCa};
 pub use clients::OAuthClients;
+pub use counters::{Counted, ThrottleCounters};
 pub use devices::{
     AnswerOutcome, ClaimOutcome, CommandRecord, DeviceRecord, DeviceState, Devices, GrantRecord,
     Selection,
@@ -160,6 +162,10 @@ impl Store {
 
     pub fn job_leases(&self) -> JobLeases<'_> {
         JobLeases::new(&self.pool)
+    }
+
+    pub fn throttle_counters(&self) -> ThrottleCounters<'_> {
+        ThrottleCounters::new(&self.pool, self.backend)
     }
 
     pub fn login_throttle(&self) -> LoginThrottle<'_> {

@@ -43,7 +43,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_firmware"),
     migration!(14, "0014_rollouts"),
     migration!(15, "0015_device_tags"),
-    migration!(16, "0016_job_leases"),
+    migration!(16, "0016_cluster_coordination"),
 ];
 
 /// Every table the migrations create, for checks that walk them all.
@@ -81,6 +81,7 @@ pub(crate) const TABLES: &[&str] = &[
     "rollout_devices",
     "device_tags",
     "job_leases",
+    "throttle_counters",
 ];
 
 /// The newest schema this binary knows.

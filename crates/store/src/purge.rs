@@ -1,6 +1,7 @@
 //! Removing what has expired, so that tables stay bounded: sessions, authorization codes, refresh
-//! tokens, revoked-token records, stale login throttles, and device commands a week after they
-//! expired (answered or not: their answer was there to be read while the command lived).
+//! tokens, revoked-token records, stale login throttles, the gateway's shared throttle counters
+//! that are back at full allowance, and device commands a week after they expired (answered or
+//! not: their answer was there to be read while the command lived).
 
 use model::Timestamp;
 
@@ -18,6 +19,7 @@ pub struct PurgeReport {
     pub revoked_access_tokens: u64,
     pub client_assertions: u64,
     pub login_throttles: u64,
+    pub throttle_counters: u64,
     pub device_commands: u64,
 }
 
@@ -29,6 +31,7 @@ impl PurgeReport {
             + self.revoked_access_tokens
             + self.client_assertions
             + self.login_throttles
+            + self.throttle_counters
             + self.device_commands
     }
 }
@@ -60,6 +63,11 @@ impl Store {
             login_throttles: delete(
                 "DELETE FROM login_throttle WHERE last_failure_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)",
                 now_ms - throttle_memory_millis,
+            )
+            .await?,
+            throttle_counters: delete(
+                "DELETE FROM throttle_counters WHERE tat_micros <= $1",
+                now_ms.saturating_mul(1000),
             )
             .await?,
             device_commands: delete(

@@ -31,7 +31,7 @@ use authenticate::TokenMemory;
 use crate::pattern::RequestUrl;
 use crate::proxy::{self, UpstreamError};
 use crate::rules::{Mutator, Rule, RuleSet, Target};
-use crate::throttle::{Headroom, Limit, LimiterClock, Throttled};
+use crate::throttle::{Headroom, Limit, LimiterClock, SharedCounters, Throttled};
 use crate::{Facts, RequestOrigin, Session};
 
 /// How the gateway runs, from configuration.
@@ -49,6 +49,9 @@ pub struct GatewaySettings {
     /// Parts of Warden that run apart, by name: `warden://NAME` upstreams go to these URLs
     /// instead of this process.
     pub part_urls: HashMap<String, url::Url>,
+    /// Where throttle counters are kept when replicas enforce limits together; `None`: in this
+    /// process.
+    pub shared_counters: Option<Arc<dyn SharedCounters>>,
 }
 
 /// The gateway's figures on `/metrics`: requests by rule and decision, and the time per rule.
@@ -514,7 +517,7 @@ impl Gateway {
                 .map(|id| id.0.clone()),
         };
         self.authorize(rule, captures, &session, &origin).await?;
-        let headroom = self.throttle(rule, loaded, &session, &address)?;
+        let headroom = self.throttle(rule, loaded, &session, &address).await?;
         self.mutate(rule, loaded, &session, captures, &mut request)
             .await?;
         let mut response = self.forward(rule, request).await?;
@@ -529,7 +532,7 @@ impl Gateway {
         Ok(response)
     }
 
-    fn throttle(
+    async fn throttle(
         &self,
         rule: &Rule,
         loaded: &Loaded,
@@ -538,8 +541,12 @@ impl Gateway {
     ) -> Result<Option<Headroom>, Refusal> {
         let mut tightest: Option<Headroom> = None;
         let mut refused: Option<Throttled> = None;
+        let shared = self.inner.settings.shared_counters.as_deref();
         for limit in loaded.limits.get(&rule.id).into_iter().flatten() {
-            match limit.check(session, address, &self.inner.clock) {
+            let counted = limit
+                .check(&rule.id, session, address, &self.inner.clock, shared)
+                .await;
+            match counted {
                 Ok(headroom) => {
                     if tightest.is_none_or(|t| headroom.remaining < t.remaining) {
                         tightest = Some(headroom);

@@ -63,6 +63,18 @@ pub struct GatewayConfig {
     /// then go there instead of to this process, so the shipped rules serve a split Warden too.
     /// Empty: every part is in this process.
     pub part_urls: BTreeMap<String, String>,
+    /// Where the throttle counters are kept: `memory`, in this process (each replica then holds a
+    /// limit on its own), or `database`, shared by every replica on the same database so that
+    /// they enforce each limit together, at one database write per throttled request. When the
+    /// database does not answer, a replica counts in its memory until it does.
+    pub throttle_store: ThrottleStore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ThrottleStore {
+    Memory,
+    Database,
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +84,7 @@ impl Default for GatewayConfig {
             upstream_timeout_seconds: 30,
             cors_origins: Vec::new(),
             part_urls: BTreeMap::new(),
+            throttle_store: ThrottleStore::Memory,
         }
     }
 }
@@ -574,6 +587,7 @@ pub struct GatewaySettings {
     pub upstream_timeout: Duration,
     pub cors_origins: Vec<axum::http::HeaderValue>,
     pub part_urls: std::collections::HashMap<String, url::Url>,
+    pub throttle_store: ThrottleStore,
 }
 
 #[derive(Clone, Debug)]
@@ -970,6 +984,7 @@ impl Config {
         }
         Ok(GatewaySettings {
             part_urls,
+            throttle_store: self.gateway.throttle_store,
             rules_file: optional(&self.gateway.rules_file).map(PathBuf::from),
             upstream_timeout: Duration::from_secs(positive(
                 "gateway.upstream_timeout_seconds",

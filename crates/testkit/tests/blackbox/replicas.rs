@@ -1,7 +1,8 @@
 //! Replicas: several `warden serve` processes on one PostgreSQL database, as a cluster runs them.
 //! Background jobs (rollouts, purges, audit checkpoints, event retention) run on one replica at a
 //! time; when it dies another takes them over once its leases end, and when it stops it hands
-//! them over at once.
+//! them over at once. With the throttle counters in the database, replicas enforce a limit
+//! together.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,7 +18,12 @@ const PKI_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbc
 /// A replica in `dir` on `database`. Replicas share the database and the secrets (the sealing
 /// key, and the client-secret key that `first` made in its data directory), as a cluster's
 /// replicas get them from one secret store.
-fn replica(dir: &Path, database: &str, first: Option<&Path>) -> (WardenProcess, PathBuf) {
+fn replica(
+    dir: &Path,
+    database: &str,
+    first: Option<&Path>,
+    settings: &[(&str, &str)],
+) -> (WardenProcess, PathBuf) {
     if let Some(first) = first {
         let secrets = dir.join("secrets");
         std::fs::create_dir_all(&secrets).unwrap();
@@ -27,18 +33,13 @@ fn replica(dir: &Path, database: &str, first: Option<&Path>) -> (WardenProcess, 
         )
         .unwrap();
     }
-    let process = WardenProcess::serve_with_env(
-        dir,
-        &[],
-        &[
-            ("WARDEN_LOG_LEVEL", "warn"),
-            ("WARDEN_DATABASE_URL", database),
-            ("WARDEN_PKI_ENCRYPTION_KEY", PKI_KEY),
-            ("WARDEN_OAUTH_ISSUER", "https://warden.test"),
-            // Audit checkpoints every second, so the audit job's lease is as short as rollouts'.
-            ("WARDEN_AUDIT_CHECKPOINT_SECONDS", "1"),
-        ],
-    );
+    let shared = [
+        ("WARDEN_LOG_LEVEL", "warn"),
+        ("WARDEN_DATABASE_URL", database),
+        ("WARDEN_PKI_ENCRYPTION_KEY", PKI_KEY),
+        ("WARDEN_OAUTH_ISSUER", "https://warden.test"),
+    ];
+    let process = WardenProcess::serve_with_env(dir, &[], &[&shared, settings].concat());
     (process, dir.join("tls/ca.crt"))
 }
 
@@ -97,9 +98,11 @@ async fn background_jobs_run_on_one_replica_and_move_when_it_dies_or_stops() {
         dir.path().join("b"),
         dir.path().join("c"),
     );
-    let mut first = replica(&a, &database, None);
+    // Audit checkpoints every second, so the audit job's lease is as short as rollouts'.
+    let fast_audit = [("WARDEN_AUDIT_CHECKPOINT_SECONDS", "1")];
+    let mut first = replica(&a, &database, None, &fast_audit);
     until_it_holds(&first, &JOBS).await;
-    let mut second = replica(&b, &database, Some(&a));
+    let mut second = replica(&b, &database, Some(&a), &fast_audit);
 
     // Both run every job's loop, but only the first runs the rounds.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -124,7 +127,7 @@ async fn background_jobs_run_on_one_replica_and_move_when_it_dies_or_stops() {
     );
 
     // A third joins and runs nothing; the second stops cleanly and hands its leases over at once.
-    let third = replica(&c, &database, Some(&a));
+    let third = replica(&c, &database, Some(&a), &fast_audit);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(job(&third, "rollouts").await, (0.0, 0.0));
     second.0.stop_cleanly();
@@ -133,4 +136,61 @@ async fn background_jobs_run_on_one_replica_and_move_when_it_dies_or_stops() {
         took < Duration::from_secs(8),
         "a released lease was taken over after {took:?}"
     );
+}
+
+/// Rules with one throttled route: `/healthz`, 10 an hour in all (per rule), whoever asks.
+const THROTTLED_HEALTH: &str = "\
+rules:
+  - id: health
+    match: { url: \"/healthz\", methods: [GET] }
+    authenticators: [{ handler: noop }]
+    authorizer: { handler: allow }
+    throttle: { limits: [{ per: rule, rate: 10/hour }] }
+    upstream: { url: \"warden://health\" }
+";
+
+/// How many of `count` requests to `/healthz`, alternating between the replicas, were let
+/// through (200); every other answer must be 429.
+async fn health_passed(replicas: &[&(WardenProcess, PathBuf)], count: usize) -> usize {
+    let mut passed = 0;
+    for round in 0..count {
+        let (process, ca) = replicas[round % replicas.len()];
+        let status = browser(ca, process.https)
+            .get(format!(
+                "https://localhost:{}/healthz",
+                process.https.port()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(matches!(status, 200 | 429), "{status}");
+        passed += usize::from(status == 200);
+    }
+    passed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_with_the_throttle_in_the_database_enforce_one_limit_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, THROTTLED_HEALTH).unwrap();
+    let rules = rules.to_str().unwrap();
+    for (store, expected) in [("database", 10), ("memory", 20)] {
+        let database = Cluster::shared().create_database().await.to_string();
+        let settings = [
+            ("WARDEN_GATEWAY_RULES_FILE", rules),
+            ("WARDEN_GATEWAY_THROTTLE_STORE", store),
+        ];
+        let (a, b) = (
+            dir.path().join(format!("{store}-a")),
+            dir.path().join(format!("{store}-b")),
+        );
+        let first = replica(&a, &database, None, &settings);
+        let second = replica(&b, &database, Some(&a), &settings);
+        // 30 requests, 15 to each: together 10 pass; apart, each lets its own 10 through.
+        let passed = health_passed(&[&first, &second], 30).await;
+        assert_eq!(passed, expected, "throttle store {store}");
+    }
 }

@@ -2,7 +2,9 @@
 //! server, through the one `Store` interface.
 
 use model::{Email, FailedAttempts, PasswordHash, Role, Timestamp, UserId};
-use store::{DatabaseUrl, LATEST_SCHEMA_VERSION, NewUser, Store, StoreError, StoreOptions};
+use store::{
+    Counted, DatabaseUrl, LATEST_SCHEMA_VERSION, NewUser, Store, StoreError, StoreOptions,
+};
 use testkit::postgres::Cluster;
 
 const BCRYPT: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
@@ -1081,6 +1083,63 @@ async fn a_job_lease_has_one_holder_until_it_expires_or_is_released(backend: &st
     assert_eq!(granted, 1);
 }
 
+async fn shared_throttle_counters_allow_a_burst_then_one_per_interval(backend: &str) {
+    let (url, _guard) = fresh(backend).await;
+    let store = open(&url).await;
+    // One request a second, bursts of two: the arrival time may run one second ahead.
+    const SECOND: i64 = 1_000_000;
+    let start = 1_700_000_000 * SECOND;
+    let count = |key: &'static str, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .throttle_counters()
+                .count(key, at, SECOND, SECOND)
+                .await
+                .unwrap()
+        }
+    };
+    let allowed = |tat_micros| Counted::Allowed { tat_micros };
+    let refused = |tat_micros| Counted::Refused { tat_micros };
+    assert_eq!(count("k", start).await, allowed(start + SECOND));
+    assert_eq!(count("k", start).await, allowed(start + 2 * SECOND));
+    assert_eq!(count("k", start).await, refused(start + 2 * SECOND));
+    assert_eq!(count("other", start).await, allowed(start + SECOND));
+    // A second later there is room for one more.
+    assert_eq!(
+        count("k", start + SECOND).await,
+        allowed(start + 3 * SECOND)
+    );
+    assert_eq!(
+        count("k", start + SECOND).await,
+        refused(start + 3 * SECOND)
+    );
+
+    // The purge removes keys that are back at full allowance, and only those.
+    let report = store
+        .purge_expired(Timestamp::from_unix_millis((start + 2 * SECOND) / 1000), 0)
+        .await
+        .unwrap();
+    assert_eq!(report.throttle_counters, 1);
+    assert_eq!(
+        count("k", start + 2 * SECOND).await,
+        allowed(start + 4 * SECOND)
+    );
+
+    // Replicas counting at once share the burst: of 8 requests, 2 pass.
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        callers.spawn(count("race", start));
+    }
+    let passed = callers
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|counted| matches!(counted, Counted::Allowed { .. }))
+        .count();
+    assert_eq!(passed, 2);
+}
+
 /// Every check above, once per backend: `storage::sqlite::NAME` and `storage::postgres::NAME`.
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -1112,4 +1171,5 @@ conformance!(
     devices_are_tagged_and_selected_and_an_open_update_is_found,
     concurrent_read_then_write_transactions_all_succeed,
     a_job_lease_has_one_holder_until_it_expires_or_is_released,
+    shared_throttle_counters_allow_a_burst_then_one_per_interval,
 );
