@@ -380,9 +380,7 @@ async fn clients(
                 ),
                 None => None,
             };
-            let hasher = SecretHasher::new(server::signing::load_or_create_secret(
-                &settings.data_dir.join(server::CLIENT_SECRET_KEY_FILE),
-            )?);
+            let hasher = SecretHasher::new(server::signing::client_secret_key(settings)?);
             let registration = Registration {
                 name,
                 scope,

@@ -164,9 +164,7 @@ pub async fn run(
 
 /// The device-secret hashers under the server key `warden serve` uses.
 pub(crate) fn hashers(settings: &Settings) -> Result<DeviceHashers, Failure> {
-    let key = server::signing::load_or_create_secret(
-        &settings.data_dir.join(server::CLIENT_SECRET_KEY_FILE),
-    )?;
+    let key = server::signing::client_secret_key(settings)?;
     Ok(DeviceHashers::new(&SecretHasher::new(key)))
 }
 

@@ -89,7 +89,11 @@ mod tests {
         check("http://[::1]/callback", "http://[::1]:4000/callback", true);
         // A fragment is never a redirect, not even one "registered" with it.
         check("http://[::1]/cb#x", "http://[::1]:4000/cb#x", false);
-        check("https://app.example/cb#x", "https://app.example/cb#x", false);
+        check(
+            "https://app.example/cb#x",
+            "https://app.example/cb#x",
+            false,
+        );
         check(
             "http://127.0.0.1/callback",
             "http://127.0.0.1:53219/other",

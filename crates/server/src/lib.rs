@@ -174,9 +174,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         keys: KeyCache::new(settings.cache),
         clients: ClientCache::new(settings.cache),
         active_tokens: ActiveTokens::default(),
-        secret_hasher: SecretHasher::new(signing::load_or_create_secret(
-            &data_dir.join(CLIENT_SECRET_KEY_FILE),
-        )?),
+        secret_hasher: SecretHasher::new(signing::client_secret_key(settings)?),
     };
 
     let mut registry = Registry::with_prefix("warden");

@@ -9,6 +9,8 @@ use model::Timestamp;
 use store::Store;
 use tokens::keys::{KeyRing, SigningKey};
 
+use crate::config::Settings;
+
 /// Makes sure some key can sign now; on a fresh database, creates the first one.
 pub async fn ensure_signing_key(store: &Store, now: Timestamp) -> anyhow::Result<()> {
     let keys = store
@@ -94,8 +96,7 @@ pub async fn rotate_signing_key(
 /// on first start. Replicas sharing one database must share this file.
 pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(text) = std::fs::read_to_string(path) {
-        return hex_decode(text.trim())
-            .with_context(|| format!("{} is not a hex key", path.display()));
+        return parse_secret_key(&text).with_context(|| format!("{}", path.display()));
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -104,6 +105,20 @@ pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     let text: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
     crate::tls::write_atomically(path, &text, 0o600)?;
     Ok(key.to_vec())
+}
+
+/// The server key that keys the hashes of client secrets and device passwords: the configured
+/// one (`oauth.secret_key`), or the one in the data directory, made on first start.
+pub fn client_secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    match &settings.secret_key {
+        Some(key) => Ok(key.clone()),
+        None => load_or_create_secret(&settings.data_dir.join(crate::CLIENT_SECRET_KEY_FILE)),
+    }
+}
+
+/// A 32-byte key written as 64 hex digits (surrounding white space allowed).
+pub(crate) fn parse_secret_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    hex_decode(text.trim()).context("not a key of 64 hex digits")
 }
 
 fn hex_decode(text: &str) -> anyhow::Result<Vec<u8>> {

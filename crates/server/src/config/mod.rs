@@ -348,6 +348,11 @@ pub struct OAuthConfig {
     /// they are read again, in seconds: a key rotation or retirement, or a client deleted or given
     /// a new secret, by another process takes effect within this time.
     pub cache_seconds: u64,
+    /// The key of the keyed hashes (HMAC-SHA-256) of OAuth client secrets and device passwords:
+    /// 32 bytes as 64 hex digits. A secret: give it as `WARDEN_OAUTH_SECRET_KEY_FILE` or from a
+    /// secret store. Empty: a key made on first start in `DATA_DIR/secrets/client-secret.key`.
+    /// Replicas must share it.
+    pub secret_key: String,
 }
 
 impl Default for OAuthConfig {
@@ -358,6 +363,7 @@ impl Default for OAuthConfig {
             key_publish_lead_seconds: 3600,
             refresh_reuse_grace_seconds: 10,
             cache_seconds: 5,
+            secret_key: String::new(),
         }
     }
 }
@@ -556,6 +562,8 @@ pub struct Settings {
     pub key_publish_lead: Duration,
     pub refresh_reuse_grace: Duration,
     pub cache: Duration,
+    /// `None`: the key in the data directory, made on first start.
+    pub secret_key: Option<Vec<u8>>,
     pub pki: PkiSettings,
     pub events: EventsSettings,
     pub audit: AuditSettings,
@@ -903,6 +911,12 @@ impl Config {
             key_publish_lead: Duration::from_secs(self.oauth.key_publish_lead_seconds),
             refresh_reuse_grace: Duration::from_secs(self.oauth.refresh_reuse_grace_seconds),
             cache: Duration::from_secs(self.oauth.cache_seconds),
+            secret_key: optional(&self.oauth.secret_key)
+                .map(|key| {
+                    crate::signing::parse_secret_key(key)
+                        .map_err(|error| invalid("oauth.secret_key", format!("{error:#}")))
+                })
+                .transpose()?,
             pki,
             events,
             audit,
@@ -1157,6 +1171,11 @@ mod tests {
             Some(("mqtt.websocket_listen", "mqtt.listen")),
         );
         check(|c| c.mqtt.development_listen = "[::1]:1883".into(), None);
+        check(|c| c.oauth.secret_key = "ab".repeat(32), None);
+        check(
+            |c| c.oauth.secret_key = "ab".repeat(31),
+            Some(("oauth.secret_key", "64 hex digits")),
+        );
         // Found by fuzzing: a retention beyond any clock overflowed at start.
         check(
             |c| c.audit.retention_days = 300_000_000_000_000,

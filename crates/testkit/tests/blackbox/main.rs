@@ -12,6 +12,7 @@ mod conformance;
 mod console;
 mod crash;
 mod demo;
+mod deploy;
 mod devices;
 mod events;
 mod external;

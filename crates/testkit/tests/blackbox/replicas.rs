@@ -14,29 +14,17 @@ const JOBS: [&str; 4] = ["rollouts", "purge", "audit", "event-retention"];
 
 /// The key that seals the CA in the database: every replica needs the same one.
 const PKI_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+/// The key of the hashes of client secrets and device passwords: the same on every replica.
+const SECRET_KEY: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
-/// A replica in `dir` on `database`. Replicas share the database and the secrets (the sealing
-/// key, and the client-secret key that `first` made in its data directory), as a cluster's
+/// A replica in `dir` on `database`, with the secrets every replica shares, as a cluster's
 /// replicas get them from one secret store.
-fn replica(
-    dir: &Path,
-    database: &str,
-    first: Option<&Path>,
-    settings: &[(&str, &str)],
-) -> (WardenProcess, PathBuf) {
-    if let Some(first) = first {
-        let secrets = dir.join("secrets");
-        std::fs::create_dir_all(&secrets).unwrap();
-        std::fs::copy(
-            first.join("secrets/client-secret.key"),
-            secrets.join("client-secret.key"),
-        )
-        .unwrap();
-    }
+fn replica(dir: &Path, database: &str, settings: &[(&str, &str)]) -> (WardenProcess, PathBuf) {
     let shared = [
         ("WARDEN_LOG_LEVEL", "warn"),
         ("WARDEN_DATABASE_URL", database),
         ("WARDEN_PKI_ENCRYPTION_KEY", PKI_KEY),
+        ("WARDEN_OAUTH_SECRET_KEY", SECRET_KEY),
         ("WARDEN_OAUTH_ISSUER", "https://warden.test"),
     ];
     let process = WardenProcess::serve_with_env(dir, &[], &[&shared, settings].concat());
@@ -100,9 +88,9 @@ async fn background_jobs_run_on_one_replica_and_move_when_it_dies_or_stops() {
     );
     // Audit checkpoints every second, so the audit job's lease is as short as rollouts'.
     let fast_audit = [("WARDEN_AUDIT_CHECKPOINT_SECONDS", "1")];
-    let mut first = replica(&a, &database, None, &fast_audit);
+    let mut first = replica(&a, &database, &fast_audit);
     until_it_holds(&first, &JOBS).await;
-    let mut second = replica(&b, &database, Some(&a), &fast_audit);
+    let mut second = replica(&b, &database, &fast_audit);
 
     // Both run every job's loop, but only the first runs the rounds.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -127,7 +115,7 @@ async fn background_jobs_run_on_one_replica_and_move_when_it_dies_or_stops() {
     );
 
     // A third joins and runs nothing; the second stops cleanly and hands its leases over at once.
-    let third = replica(&c, &database, Some(&a), &fast_audit);
+    let third = replica(&c, &database, &fast_audit);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(job(&third, "rollouts").await, (0.0, 0.0));
     second.0.stop_cleanly();
@@ -187,8 +175,8 @@ async fn replicas_with_the_throttle_in_the_database_enforce_one_limit_together()
             dir.path().join(format!("{store}-a")),
             dir.path().join(format!("{store}-b")),
         );
-        let first = replica(&a, &database, None, &settings);
-        let second = replica(&b, &database, Some(&a), &settings);
+        let first = replica(&a, &database, &settings);
+        let second = replica(&b, &database, &settings);
         // 30 requests, 15 to each: together 10 pass; apart, each lets its own 10 through.
         let passed = health_passed(&[&first, &second], 30).await;
         assert_eq!(passed, expected, "throttle store {store}");
