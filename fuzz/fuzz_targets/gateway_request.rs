@@ -197,6 +197,7 @@ fn fixture() -> &'static Fixture {
             cors_origins: vec![HeaderValue::from_static("https://console.example.com")],
             max_body_bytes: 64 * 1024,
             part_urls: Default::default(),
+            shared_counters: None,
         };
         let gateway = Gateway::new(
             rules,
