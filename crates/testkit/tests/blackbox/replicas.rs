@@ -31,20 +31,19 @@ fn replica(dir: &Path, database: &str, settings: &[(&str, &str)]) -> (WardenProc
     (process, dir.join("tls/ca.crt"))
 }
 
-/// A replica's `warden_job_lease_held` and `warden_job_rounds_total` for `job` (0 when absent).
-async fn job(replica: &(WardenProcess, PathBuf), job: &str) -> (f64, f64) {
+/// `GET path` on a replica.
+async fn get(replica: &(WardenProcess, PathBuf), path: &str) -> reqwest::Response {
     let (process, ca) = replica;
-    let text = browser(ca, process.https)
-        .get(format!(
-            "https://localhost:{}/metrics",
-            process.https.port()
-        ))
+    browser(ca, process.https)
+        .get(format!("https://localhost:{}{path}", process.https.port()))
         .send()
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
+}
+
+/// A replica's `warden_job_lease_held` and `warden_job_rounds_total` for `job` (0 when absent).
+async fn job(replica: &(WardenProcess, PathBuf), job: &str) -> (f64, f64) {
+    let text = get(replica, "/metrics").await.text().await.unwrap();
     let value = |name: &str| {
         let prefix = format!("{name}{{job=\"{job}\"}} ");
         text.lines()
@@ -142,15 +141,8 @@ rules:
 async fn health_passed(replicas: &[&(WardenProcess, PathBuf)], count: usize) -> usize {
     let mut passed = 0;
     for round in 0..count {
-        let (process, ca) = replicas[round % replicas.len()];
-        let status = browser(ca, process.https)
-            .get(format!(
-                "https://localhost:{}/healthz",
-                process.https.port()
-            ))
-            .send()
+        let status = get(replicas[round % replicas.len()], "/healthz")
             .await
-            .unwrap()
             .status()
             .as_u16();
         assert!(matches!(status, 200 | 429), "{status}");
