@@ -44,6 +44,21 @@ class Broker:
     def raw(self) -> raw_mqtt.RawConnection:
         return raw_mqtt.RawConnection(self.host, self.port, WAIT)
 
+    def raw_connect_again(self, version: str, client_id: str) -> tuple[raw_mqtt.RawConnection, raw_mqtt.ConnAck]:
+        """A new raw connection for a client id whose previous connection was just closed. While
+        a broker is still ending that connection it may refuse the new one with 0x88 (Server
+        unavailable), which the specification makes a passing condition, not an answer about the
+        session; such a refusal is tried again for up to WAIT seconds."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            connection = self.raw()
+            connection.send(raw_mqtt.connect_packet(version, client_id))
+            connack = raw_mqtt.parse_connack(version, connection.read(WAIT))
+            if connack.code != 0x88 or time.monotonic() > deadline:
+                return connection, connack
+            connection.close()
+            time.sleep(0.1)
+
 
 @dataclass(frozen=True)
 class Will:
