@@ -101,12 +101,19 @@ impl Lease {
                 false
             }
         };
-        let labels = vec![("job".to_owned(), self.job.to_owned())];
-        self.jobs.held.get_or_create(&labels).set(i64::from(held));
+        self.jobs
+            .held
+            .get_or_create(&self.labels())
+            .set(i64::from(held));
         if held {
-            self.jobs.rounds.get_or_create(&labels).inc();
+            self.jobs.rounds.get_or_create(&self.labels()).inc();
         }
         held
+    }
+
+    /// The job's label on this replica's metrics.
+    fn labels(&self) -> Labels {
+        vec![("job".to_owned(), self.job.to_owned())]
     }
 
     /// Gives the lease up (at shutdown), so that another replica takes the job over at once.
@@ -120,7 +127,6 @@ impl Lease {
         {
             tracing::warn!(job = self.job, %error, "cannot give the job's lease up; it ends by itself");
         }
-        let labels = vec![("job".to_owned(), self.job.to_owned())];
-        self.jobs.held.get_or_create(&labels).set(0);
+        self.jobs.held.get_or_create(&self.labels()).set(0);
     }
 }
